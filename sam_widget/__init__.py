@@ -1,0 +1,34 @@
+"""sam_widget: Segment Anything inside the notebook.
+
+>>> from sam_widget import SamWidget
+>>> w = SamWidget(image)          # click on the object you care about
+>>> w.mask                         # (H, W) bool NumPy array in the next cell
+
+Public names are loaded lazily (torch is imported only when the engine is used).
+"""
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_sam": ".engine.checkpoints",
+    "CheckpointError": ".engine.checkpoints",
+    "Segmenter": ".engine.segmenter",
+    "Prediction": ".engine.segmenter",
+    "SamWidget": ".ui.widget",
+    "ImageError": ".images",
+    "sample_image_path": ".images",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

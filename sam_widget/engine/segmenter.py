@@ -1,0 +1,458 @@
+"""``Segmenter``: encode an image once, answer prompts fast, exactly like SamPredictor.
+
+Coordinate conventions (the same as segment_anything):
+  * images are ``H x W x 3`` uint8 RGB (anything :func:`sam_widget.images.to_rgb_uint8`
+    accepts is converted first);
+  * points are ``N x 2`` arrays of ``(x, y)`` = (column, row) in image pixels;
+  * boxes are ``(x0, y0, x1, y1)`` (XYXY) in image pixels;
+  * masks are ``(C, H, W)`` bool at the original image size; low-resolution logits are
+    ``(C, 4g, 4g)`` float32 (``256 x 256`` for the official models, ``g`` being the
+    embedding grid side), usable as the next ``mask_input``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from ..images import to_rgb_uint8
+from .cache import DiskCache, DiskEntry, MemoryLRU, image_key
+
+__all__ = ["Segmenter", "Prediction", "DEFAULT_MEMORY_CACHE_BYTES"]
+
+DEFAULT_MEMORY_CACHE_BYTES = 256 * 1024 * 1024
+
+
+class Prediction:
+    """The answer to one prompt: up to three candidate masks with their predicted IoU.
+
+    Attributes:
+      scores: ``(C,)`` float32 predicted IoU of each candidate.
+      logits: ``(C, h, w)`` float32 low-resolution mask logits (``h = w = 256`` for the
+        official models); pass ``logits[i:i+1]`` as the next ``mask_input``.
+      image_size: ``(H, W)`` of the original image.
+      masks: ``(C, H, W)`` bool candidate masks at the original image size. Computed on
+        first access and then kept.
+    """
+
+    def __init__(
+        self,
+        scores: np.ndarray,
+        logits: np.ndarray,
+        image_size: tuple[int, int],
+        upscaler: "_Upscaler",
+        masks: np.ndarray | None = None,
+    ) -> None:
+        self.scores = scores
+        self.logits = logits
+        self.image_size = image_size
+        self._upscaler = upscaler
+        self._masks = masks
+        self._single: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def __repr__(self) -> str:
+        sc = ", ".join(f"{s:.3f}" for s in self.scores)
+        return f"Prediction({len(self)} masks of {self.image_size[0]}x{self.image_size[1]}, scores=[{sc}])"
+
+    @property
+    def best(self) -> int:
+        """Index of the candidate with the highest predicted IoU."""
+        return int(np.argmax(self.scores))
+
+    @property
+    def masks(self) -> np.ndarray:
+        if self._masks is None:
+            self._masks = self._upscaler.full(self.logits)
+        return self._masks
+
+    def mask(self, index: int) -> np.ndarray:
+        """Candidate ``index`` as an ``(H, W)`` bool mask at the original image size.
+
+        Cheaper than ``masks[index]`` when only one candidate is needed.
+        """
+        index = self._check_index(index)
+        if self._masks is not None:
+            return self._masks[index]
+        if index not in self._single:
+            self._single[index] = self._upscaler.full(self.logits[index : index + 1])[0]
+        return self._single[index]
+
+    def mask_at_size(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        """Candidate ``index`` resampled straight from the logits to ``size = (h, w)``.
+
+        For display: costs ``h * w`` work instead of the full image's. ``(h, w)`` must keep
+        the image's aspect ratio (a display of the whole image), as it is produced by the
+        same resampling as :attr:`masks`, only to another final size.
+        """
+        index = self._check_index(index)
+        return self._upscaler.to_size(self.logits[index : index + 1], size)[0]
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"mask index must be an int, not {type(index).__name__}.")
+        if not 0 <= int(index) < len(self):
+            raise IndexError(f"mask index {index} out of range for {len(self)} candidates.")
+        return int(index)
+
+
+class _Upscaler:
+    """Turns low-res logits into masks exactly as ``Sam.postprocess_masks`` does."""
+
+    def __init__(self, sam: Sam, input_size: tuple[int, int], original_size: tuple[int, int]):
+        self.img_size = sam.image_encoder.img_size
+        self.threshold = sam.mask_threshold
+        self.input_size = input_size
+        self.original_size = original_size
+
+    @torch.no_grad()
+    def to_size(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(logits))[None]
+        t = F.interpolate(t, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        t = t[..., : self.input_size[0], : self.input_size[1]]
+        t = F.interpolate(t, tuple(size), mode="bilinear", align_corners=False)
+        return (t[0] > self.threshold).numpy()
+
+    def full(self, logits: np.ndarray) -> np.ndarray:
+        return self.to_size(logits, self.original_size)
+
+
+class Segmenter:
+    """Wraps any segment_anything ``Sam``: encode once (cached), then predict per prompt.
+
+    Args:
+      sam: a ``segment_anything.modeling.Sam`` (official or custom sizes), any device.
+      cache_dir: directory for the on-disk embedding cache, or ``None`` for memory only.
+      exact: if True, every computation is the one ``SamPredictor`` does, so results are
+        bit-identical to it; if False (default), speed-ups are used whose results differ
+        from SamPredictor by at most 0.1 % of mask pixels and 1e-3 in scores.
+      memory_cache_bytes: bound of the in-memory LRU of embeddings (4 MiB per image for
+        the official models).
+
+    Thread safety: ``set_image`` and ``predict`` may be called from different threads
+    (e.g. encoding in the background while the UI waits); they serialise on a lock.
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        exact: bool = False,
+        memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_BYTES,
+    ) -> None:
+        if not isinstance(sam, Sam):
+            raise TypeError(
+                f"Segmenter needs a segment_anything Sam model, not {type(sam).__name__}; "
+                "use Segmenter.from_pretrained('vit_b') or load_sam(...)."
+            )
+        self.sam = sam.eval()
+        self.exact = bool(exact)
+        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+        self._memory = MemoryLRU(memory_cache_bytes)
+        self._disk = DiskCache(cache_dir) if cache_dir is not None else None
+        self._lock = threading.RLock()
+        self._fingerprint: str | None = None
+        self._image: np.ndarray | None = None
+        self._key: str | None = None
+        self._features: torch.Tensor | None = None
+        self._original_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+        self.model_name: str = getattr(sam, "_sam_widget_model_type", "custom")
+        self.stats: dict[str, Any] = {
+            "encoder_calls": 0,
+            "memory_hits": 0,
+            "disk_hits": 0,
+            "decoder_calls": 0,
+            "last_encode_s": None,
+            "last_decode_s": None,
+            "last_set_image_s": None,
+        }
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_type: str = "vit_b",
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> "Segmenter":
+        """Load a model with :func:`sam_widget.load_sam` and wrap it."""
+        from .checkpoints import load_sam
+
+        return cls(load_sam(model_type, checkpoint=checkpoint, device=device), cache_dir=cache_dir, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.sam.device
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._features is not None
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The current image as ``H x W x 3`` uint8 RGB (read-only), or ``None``."""
+        return self._image
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of the current image, or ``None``."""
+        return self._original_size
+
+    @property
+    def low_res_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the low-resolution logits and of a ``mask_input``."""
+        side = 4 * self.sam.prompt_encoder.image_embedding_size[0]
+        return (side, side)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex digest of the encoder weights, preprocessing and mode (exact or fast).
+
+        Computed once, on first use. Changing the model's weights in place afterwards is
+        not detected; call :meth:`refresh_fingerprint` if you do that.
+        """
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def refresh_fingerprint(self) -> str:
+        """Recompute :attr:`fingerprint` (after changing weights in place) and forget cached embeddings."""
+        with self._lock:
+            self._fingerprint = None
+            self._memory.clear()
+            return self.fingerprint
+
+    def _compute_fingerprint(self) -> str:
+        h = hashlib.blake2b(digest_size=20)
+        h.update(f"mode={'exact' if self.exact else 'fast'};img={self.sam.image_encoder.img_size}".encode())
+        for name, t in list(self.sam.image_encoder.state_dict().items()) + [
+            ("pixel_mean", self.sam.pixel_mean),
+            ("pixel_std", self.sam.pixel_std),
+        ]:
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().to("cpu", copy=False).contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------ images
+    def set_image(self, image: Any) -> None:
+        """Make ``image`` the current image, encoding it unless it is cached.
+
+        ``image``: ndarray ``H x W``, ``H x W x 1``, ``H x W x 3``, ``H x W x 4`` (uint8,
+        uint16, bool or float in [0, 1]), a PIL image, or a path. Raises ``TypeError`` /
+        ``ValueError`` for anything else; the previous image then stays current.
+        """
+        rgb = to_rgb_uint8(image)
+        rgb.setflags(write=False)
+        key = image_key(rgb)
+        t0 = time.perf_counter()
+        with self._lock:
+            fp = self.fingerprint
+            cached = self._memory.get(key + fp)
+            if cached is not None:
+                self.stats["memory_hits"] += 1
+            elif self._disk is not None and (entry := self._disk.get(key, fp)) is not None:
+                cached = (
+                    torch.from_numpy(entry.features).to(self.device),
+                    entry.original_size,
+                    entry.input_size,
+                )
+                self.stats["disk_hits"] += 1
+                self._remember(key, fp, cached)
+            else:
+                cached = self._encode(rgb)
+                self._remember(key, fp, cached)
+                if self._disk is not None:
+                    self._disk.put(
+                        key,
+                        fp,
+                        DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]),
+                    )
+            self._features, self._original_size, self._input_size = cached
+            self._image, self._key = rgb, key
+            self.stats["last_set_image_s"] = time.perf_counter() - t0
+
+    def _remember(self, key: str, fp: str, value: tuple) -> None:
+        feats = value[0]
+        self._memory.put(key + fp, value, feats.element_size() * feats.nelement())
+
+    @torch.no_grad()
+    def _encode(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        t0 = time.perf_counter()
+        if self.sam.image_format != "RGB":
+            rgb = rgb[..., ::-1]
+        input_image = self.transform.apply_image(rgb)
+        x = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
+        input_size = (int(x.shape[-2]), int(x.shape[-1]))
+        features = self.sam.image_encoder(self.sam.preprocess(x))
+        self.stats["encoder_calls"] += 1
+        self.stats["last_encode_s"] = time.perf_counter() - t0
+        return features, (int(rgb.shape[0]), int(rgb.shape[1])), input_size
+
+    def reset_image(self) -> None:
+        """Forget the current image (cached embeddings are kept)."""
+        with self._lock:
+            self._features = self._image = self._key = None
+            self._original_size = self._input_size = None
+
+    # ------------------------------------------------------------------ prompts
+    def predict(
+        self,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Predict masks for prompts on the current image.
+
+        Args:
+          points: ``N x 2`` ``(x, y)`` image pixels (column, row), inside the image.
+          labels: ``N`` values, 1 = foreground, 0 = background. Required with ``points``.
+          box: ``(x0, y0, x1, y1)`` XYXY image pixels with ``x0 <= x1`` and ``y0 <= y1``.
+          mask_input: low-res logits ``(1, h, w)`` or ``(h, w)`` (see :attr:`low_res_size`),
+            typically ``prediction.logits[i:i+1]`` of an earlier prediction.
+          multimask: three candidates if True, else one.
+
+        Returns a :class:`Prediction`. Raises ``RuntimeError`` if no image is set and
+        ``ValueError``/``TypeError`` for malformed prompts.
+        """
+        with self._lock:
+            if self._features is None:
+                raise RuntimeError("No image is set: call set_image(image) before predict().")
+            H, W = self._original_size
+            pts, lbl = _check_points(points, labels, (H, W))
+            bx = _check_box(box, (H, W))
+            mi = _check_mask_input(mask_input, self.low_res_size)
+            if pts is None and bx is None and mi is None:
+                raise ValueError("Give at least one prompt: points with labels, a box, or a mask_input.")
+            if not isinstance(multimask, (bool, np.bool_)):
+                raise TypeError(f"multimask must be True or False, not {multimask!r}.")
+            return self._predict(pts, lbl, bx, mi, bool(multimask))
+
+    @torch.no_grad()
+    def _predict(self, pts, lbl, bx, mi, multimask: bool) -> Prediction:
+        t0 = time.perf_counter()
+        dev = self.device
+        orig = self._original_size
+        point_arg = None
+        if pts is not None:
+            coords = self.transform.apply_coords(pts, orig)
+            point_arg = (
+                torch.as_tensor(coords, dtype=torch.float, device=dev)[None],
+                torch.as_tensor(lbl, dtype=torch.int, device=dev)[None],
+            )
+        box_t = None
+        if bx is not None:
+            box_t = torch.as_tensor(self.transform.apply_boxes(bx, orig), dtype=torch.float, device=dev)[None]
+        mask_t = None
+        if mi is not None:
+            mask_t = torch.as_tensor(mi, dtype=torch.float, device=dev)[None]
+        sparse, dense = self.sam.prompt_encoder(points=point_arg, boxes=box_t, masks=mask_t)
+        low_res, iou = self.sam.mask_decoder(
+            image_embeddings=self._features,
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        upscaler = _Upscaler(self.sam, self._input_size, orig)
+        masks = None
+        if self.exact:
+            full = self.sam.postprocess_masks(low_res, self._input_size, orig)
+            masks = (full > self.sam.mask_threshold)[0].cpu().numpy()
+        pred = Prediction(
+            scores=iou[0].cpu().numpy(),
+            logits=low_res[0].cpu().numpy(),
+            image_size=orig,
+            upscaler=upscaler,
+            masks=masks,
+        )
+        self.stats["decoder_calls"] += 1
+        self.stats["last_decode_s"] = time.perf_counter() - t0
+        return pred
+
+
+# ---------------------------------------------------------------------- validation
+def _as_float_array(value: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be numbers, got {value!r}.") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contains NaN or infinite values: {value!r}.")
+    return arr
+
+
+def _check_points(points: Any, labels: Any, size: tuple[int, int]):
+    if points is None and labels is None:
+        return None, None
+    if points is None:
+        raise ValueError("labels were given without points.")
+    if labels is None:
+        raise ValueError("points were given without labels (1 = foreground, 0 = background).")
+    pts = _as_float_array(points, "points")
+    if pts.ndim == 1 and pts.shape == (2,):
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
+        raise ValueError(f"points must be an N x 2 array of (x, y), got shape {pts.shape}.")
+    lbl = np.asarray(labels)
+    if lbl.ndim == 0:
+        lbl = lbl[None]
+    if lbl.ndim != 1 or lbl.shape[0] != pts.shape[0]:
+        raise ValueError(f"labels must hold one value per point: {pts.shape[0]} points, labels shape {lbl.shape}.")
+    if lbl.dtype.kind not in "biuf" or not np.isin(lbl, (0, 1)).all():
+        raise ValueError(f"labels must be 1 (foreground) or 0 (background), got {labels!r}.")
+    H, W = size
+    bad = (pts[:, 0] < 0) | (pts[:, 0] > W) | (pts[:, 1] < 0) | (pts[:, 1] > H)
+    if bad.any():
+        x, y = pts[np.argmax(bad)]
+        raise ValueError(f"point ({x:g}, {y:g}) lies outside the {W}x{H} (width x height) image.")
+    return pts, lbl.astype(np.int64)
+
+
+def _check_box(box: Any, size: tuple[int, int]) -> np.ndarray | None:
+    if box is None:
+        return None
+    b = _as_float_array(box, "box").reshape(-1)
+    if b.shape != (4,):
+        raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got {box!r}.")
+    x0, y0, x1, y1 = b
+    if x1 < x0 or y1 < y0:
+        raise ValueError(f"box must have x0 <= x1 and y0 <= y1 (XYXY), got {tuple(float(v) for v in b)}.")
+    H, W = size
+    if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
+        raise ValueError(f"box {tuple(float(v) for v in b)} reaches outside the {W}x{H} (width x height) image.")
+    return b
+
+
+def _check_mask_input(mask_input: Any, low_res: tuple[int, int]) -> np.ndarray | None:
+    if mask_input is None:
+        return None
+    if not isinstance(mask_input, np.ndarray):
+        raise TypeError(f"mask_input must be a NumPy array of logits, not {type(mask_input).__name__}.")
+    m = mask_input.astype(np.float32, copy=False)
+    if m.ndim == 2:
+        m = m[None]
+    if m.shape != (1, *low_res):
+        raise ValueError(f"mask_input must have shape (1, {low_res[0]}, {low_res[1]}), got {mask_input.shape}.")
+    if not np.isfinite(m).all():
+        raise ValueError("mask_input contains NaN or infinite values.")
+    return m

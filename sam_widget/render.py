@@ -1,0 +1,126 @@
+"""Pixels for the screen: display sizing, mask overlays and their bounding boxes.
+
+NumPy + Pillow only (no torch, no widgets). Arrays are ``(rows, cols)`` = ``(h, w)``;
+overlays are RGBA uint8 cut to the mask's bounding box, with the box's top-left corner
+``(x0, y0)`` in display pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["fit_size", "resize_rgb", "resize_mask", "bbox", "Overlay", "mask_overlay", "objects_overlay", "union_rect"]
+
+
+def fit_size(image_hw: tuple[int, int], display_size: int) -> tuple[int, int]:
+    """``(h, w)`` of the image shown with its longer side at most ``display_size`` pixels.
+
+    Images smaller than ``display_size`` are shown at their own size (never enlarged).
+    """
+    if isinstance(display_size, bool) or not isinstance(display_size, (int, np.integer)):
+        raise TypeError(f"display_size must be an int, not {type(display_size).__name__}.")
+    if display_size < 16:
+        raise ValueError(f"display_size must be at least 16 pixels, got {display_size}.")
+    H, W = image_hw
+    scale = min(1.0, display_size / max(H, W))
+    return max(1, round(H * scale)), max(1, round(W * scale))
+
+
+def resize_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resample an ``H x W x 3`` uint8 image to ``size_hw`` (area-averaging when shrinking)."""
+    if rgb.shape[:2] == tuple(size_hw):
+        return rgb
+    im = Image.fromarray(rgb).resize((size_hw[1], size_hw[0]), Image.Resampling.BOX)
+    return np.asarray(im)
+
+
+def resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resample an ``(H, W)`` bool mask to ``size_hw``: a display pixel is on when over half of it is."""
+    if mask.shape == tuple(size_hw):
+        return mask
+    im = Image.fromarray(mask.astype(np.uint8) * 255).resize((size_hw[1], size_hw[0]), Image.Resampling.BOX)
+    return np.asarray(im) >= 128
+
+
+def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` of the True pixels, end-exclusive, or None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def union_rect(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None):
+    """Smallest XYXY rectangle covering both (either may be None)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """An RGBA patch to draw at ``(x, y)`` (display pixels)."""
+
+    rgba: np.ndarray
+    x: int
+    y: int
+
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        h, w = self.rgba.shape[:2]
+        return self.x, self.y, self.x + w, self.y + h
+
+
+def _edges(m: np.ndarray) -> np.ndarray:
+    """Pixels of ``m`` with a 4-neighbour outside ``m`` (the mask's outline, 1 px)."""
+    p = np.pad(m, 1)
+    inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m & ~inner
+
+
+def mask_overlay(
+    mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.45, outline_alpha: float = 1.0
+) -> Overlay | None:
+    """Translucent fill plus an opaque outline of ``mask`` ((h, w) bool), cut to its bounding box.
+
+    Returns None for an empty mask.
+    """
+    box = bbox(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    m = mask[y0:y1, x0:x1]
+    rgba = np.zeros((*m.shape, 4), np.uint8)
+    rgba[m, :3] = color
+    rgba[m, 3] = round(alpha * 255)
+    e = _edges(m)
+    rgba[e, 3] = round(outline_alpha * 255)
+    return Overlay(rgba, x0, y0)
+
+
+def objects_overlay(
+    masks: list[np.ndarray], colors: list[tuple[int, int, int]], alpha: float = 0.35
+) -> Overlay | None:
+    """All committed objects composited into one patch, later objects on top.
+
+    ``masks`` are (h, w) bool at display size. Returns None when every mask is empty.
+    """
+    rect = None
+    for m in masks:
+        rect = union_rect(rect, bbox(m))
+    if rect is None:
+        return None
+    x0, y0, x1, y1 = rect
+    rgba = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+    for m, c in zip(masks, colors):
+        sub = m[y0:y1, x0:x1]
+        rgba[sub, :3] = c
+        rgba[sub, 3] = round(alpha * 255)
+        rgba[_edges(sub), 3] = 230
+    return Overlay(rgba, x0, y0)

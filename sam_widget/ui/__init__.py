@@ -1,0 +1,1 @@
+"""The UI room: widgets, event translation, background work. Never computes a mask."""

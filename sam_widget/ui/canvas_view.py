@@ -1,0 +1,103 @@
+"""Four ipycanvas layers: image, committed objects, current mask (or hover preview), prompts.
+
+All drawing goes through one process-wide lock: ipycanvas batches commands in a single
+module-level manager (``hold_canvas``), which is not safe to use from two threads at
+once, and our predictions are drawn from a worker thread. Before each batch the
+manager's notion of the "current canvas" is reset, so the batch always starts with an
+explicit canvas switch (after a page reload the front end's idea of it is stale).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import ipycanvas
+import numpy as np
+from ipycanvas import MultiCanvas, hold_canvas
+
+from ..render import Overlay, union_rect
+
+__all__ = ["CanvasView", "DRAW_LOCK"]
+
+DRAW_LOCK = threading.RLock()
+
+IMAGE, OBJECTS, CURRENT, PROMPTS = range(4)
+POSITIVE = "#22c55e"
+NEGATIVE = "#ef4444"
+
+
+class CanvasView:
+    """The drawing surface. Coordinates are display pixels ``(x, y)``.
+
+    ``size_hw``: ``(h, w)`` of the displayed image; the canvas has exactly that many pixels
+    and a fixed CSS size so JupyterLab does not stretch it.
+    """
+
+    def __init__(self, size_hw: tuple[int, int]) -> None:
+        h, w = size_hw
+        self.size_hw = size_hw
+        self.canvas = MultiCanvas(4, width=w, height=h)
+        self.canvas.layout.width = f"{w}px"
+        self.canvas.layout.height = f"{h}px"
+        self.canvas.layout.min_width = f"{w}px"
+        self._rects: dict[int, tuple[int, int, int, int] | None] = {OBJECTS: None, CURRENT: None}
+
+    # -- batching -----------------------------------------------------------------
+    def batch(self, draw: Callable[[], None]) -> None:
+        """Run ``draw`` (which issues layer commands) as one message, under the lock."""
+        with DRAW_LOCK:
+            ipycanvas.canvas._CANVAS_MANAGER._current_canvas = None
+            with hold_canvas():
+                draw()
+
+    # -- layers -----------------------------------------------------------------
+    def draw_image(self, rgb: np.ndarray) -> None:
+        """Paint the (display-size) image. Sent as lossless PNG."""
+        rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        self.canvas[IMAGE].put_image_data(rgba, 0, 0)
+
+    def draw_overlay(self, layer: int, overlay: Overlay | None) -> None:
+        """Replace what ``layer`` showed by ``overlay``, clearing only the old and new rectangles."""
+        old = self._rects.get(layer)
+        new = overlay.rect if overlay is not None else None
+        dirty = union_rect(old, new)
+        c = self.canvas[layer]
+        if dirty is not None:
+            x0, y0, x1, y1 = dirty
+            c.clear_rect(x0, y0, x1 - x0, y1 - y0)
+        if overlay is not None:
+            c.put_image_data(overlay.rgba, overlay.x, overlay.y)
+        self._rects[layer] = new
+
+    def draw_prompts(
+        self,
+        points: list[tuple[float, float, int]],
+        box: tuple[float, float, float, float] | None,
+        rubber_band: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """Markers for points (green = 1, red = 0), the box, and a dashed rubber band."""
+        c = self.canvas[PROMPTS]
+        c.clear()
+        if box is not None:
+            x0, y0, x1, y1 = box
+            c.line_width = 2
+            c.stroke_style = "#38bdf8"
+            c.stroke_rect(x0, y0, x1 - x0, y1 - y0)
+        if rubber_band is not None:
+            x0, y0, x1, y1 = rubber_band
+            c.set_line_dash([6, 4])
+            c.line_width = 1.5
+            c.stroke_style = "#facc15"
+            c.stroke_rect(x0, y0, x1 - x0, y1 - y0)
+            c.set_line_dash([])
+        for x, y, label in points:
+            c.fill_style = POSITIVE if label == 1 else NEGATIVE
+            c.fill_circle(x, y, 5)
+            c.line_width = 1.5
+            c.stroke_style = "white"
+            c.stroke_circle(x, y, 5)
+
+    def forget(self) -> None:
+        """After a client reconnects its layers are blank: the next overlay clears nothing."""
+        self._rects = {OBJECTS: None, CURRENT: None}
