@@ -1,0 +1,660 @@
+"""Finding, downloading, verifying and loading SAM checkpoints.
+
+The one call most code needs::
+
+    from sam_widget.engine.checkpoints import load_sam
+    sam = load_sam()                                  # vit_b, downloaded once into the cache
+    sam = load_sam("vit_h", device="cuda")
+    sam = load_sam(checkpoint="~/models/sam_vit_l_0b3195.pth")   # model type inferred
+
+Where files live
+    The official checkpoints are cached in ``$SAM_WIDGET_HOME`` (default
+    ``~/.cache/sam_widget``) and fetched from ``$SAM_WIDGET_CHECKPOINT_URL`` (default
+    ``https://dl.fbaipublicfiles.com/segment_anything/``) when absent. A download goes to a
+    hidden temporary name in the cache directory and is renamed to its final name only once
+    its full sha256 matches, so a file under the final name is always a complete,
+    verified download.
+
+Safety
+    Checkpoints are read with ``torch.load(..., weights_only=True)``: a file holding Python
+    objects other than tensors and plain containers is refused, never executed.
+
+Errors
+    Every problem with a checkpoint file or its download (missing, truncated, not a
+    checkpoint, wrong model, hash mismatch, no network) raises :class:`CheckpointError`, a
+    subclass of :class:`RuntimeError`, whose message names the file, says what was expected
+    and how to fix it. Bad arguments raise :class:`TypeError` (wrong type) or
+    :class:`ValueError` (unknown model type, unusable device).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib
+import contextlib
+import os
+import socket
+import pickle
+import re
+import sys
+import urllib.error
+import uuid
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.hub
+from segment_anything.modeling import Sam
+
+from .models import MODEL_CONFIGS, SamConfig, build_sam
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointSpec",
+    "CHECKPOINTS",
+    "TINY_SHAPES",
+    "DEFAULT_CHECKPOINT_URL",
+    "HOME_ENV",
+    "URL_ENV",
+    "valid_model_types",
+    "cache_home",
+    "checkpoint_url",
+    "checkpoint_path",
+    "sha256_file",
+    "download_checkpoint",
+    "read_state_dict",
+    "infer_model_type",
+    "select_device",
+    "load_sam",
+]
+
+DEFAULT_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+HOME_ENV = "SAM_WIDGET_HOME"
+URL_ENV = "SAM_WIDGET_CHECKPOINT_URL"
+TINY_SHAPES = "tiny_shapes"
+"""The model type of the small model shipped with the package (``sam_widget.engine.tiny``)."""
+
+_PATCH_KEY = "image_encoder.patch_embed.proj.weight"
+_NECK_KEY = "image_encoder.neck.0.weight"
+_BLOCK_RE = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be found, downloaded, verified or loaded.
+
+    The message names the file (or URL), what was expected, and how to fix the problem.
+    """
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """A downloadable checkpoint: its model type, file name, sha256 and model config.
+
+    ``size`` is the file size in bytes when known; it only sharpens error messages (an
+    interrupted download is reported as such) — the sha256 is what decides validity.
+    """
+
+    model_type: str
+    filename: str
+    sha256: str
+    config: SamConfig
+    size: int | None = None
+
+
+CHECKPOINTS: dict[str, CheckpointSpec] = {
+    "vit_b": CheckpointSpec(
+        "vit_b",
+        "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        MODEL_CONFIGS["vit_b"],
+        size=375_042_383,
+    ),
+    "vit_l": CheckpointSpec(
+        "vit_l",
+        "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        MODEL_CONFIGS["vit_l"],
+    ),
+    "vit_h": CheckpointSpec(
+        "vit_h",
+        "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        MODEL_CONFIGS["vit_h"],
+    ),
+}
+"""Registered checkpoints by model type. Tests and plugins may add entries."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def valid_model_types() -> list[str]:
+    """Return every accepted ``model_type``: the registered checkpoints plus ``"tiny_shapes"``."""
+    return list(CHECKPOINTS) + [TINY_SHAPES]
+
+
+def _check_model_type(model_type: object) -> str:
+    if not isinstance(model_type, str):
+        raise TypeError(f"model_type must be a str, not {type(model_type).__name__}.")
+    if model_type not in CHECKPOINTS and model_type != TINY_SHAPES:
+        raise ValueError(
+            f"Unknown model_type {model_type!r}; valid model types are: "
+            f"{', '.join(valid_model_types())}."
+        )
+    return model_type
+
+
+def _spec(model_type: object) -> CheckpointSpec:
+    model_type = _check_model_type(model_type)
+    if model_type == TINY_SHAPES:
+        raise ValueError(
+            f"{TINY_SHAPES!r} ships with sam_widget and has no checkpoint to download; "
+            f"use load_sam({TINY_SHAPES!r})."
+        )
+    return CHECKPOINTS[model_type]
+
+
+def _as_path(value: object, what: str) -> Path:
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            return Path(path).expanduser()
+    raise TypeError(f"{what} must be a str or os.PathLike path, not {type(value).__name__}.")
+
+
+def cache_home() -> Path:
+    """Return the checkpoint cache directory: ``$SAM_WIDGET_HOME`` or ``~/.cache/sam_widget``.
+
+    The directory is not created here.
+    """
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "sam_widget"
+
+
+def checkpoint_url(model_type: str) -> str:
+    """Return the download URL of ``model_type``'s checkpoint.
+
+    The base is ``$SAM_WIDGET_CHECKPOINT_URL`` (for mirrors) or the official location.
+    """
+    spec = _spec(model_type)
+    base = os.environ.get(URL_ENV) or DEFAULT_CHECKPOINT_URL
+    return base.rstrip("/") + "/" + spec.filename
+
+
+def checkpoint_path(model_type: str, dest_dir: str | os.PathLike | None = None) -> Path:
+    """Return where ``model_type``'s checkpoint lives once downloaded (it may not exist yet)."""
+    spec = _spec(model_type)
+    directory = cache_home() if dest_dir is None else _as_path(dest_dir, "dest_dir")
+    return directory / spec.filename
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Return the hex sha256 digest of the file at ``path`` (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(_as_path(path, "path"), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------- download
+
+
+def _fix_download_hint(url: str, final: Path) -> str:
+    return (
+        f"To fix: check the network connection (and proxy settings) and try again; or "
+        f"download {url} yourself (e.g. `curl -L -o '{final}' '{url}'`) and place it at "
+        f"{final}, or pass checkpoint='/path/to/{final.name}' to load_sam; or set "
+        f"${URL_ENV} to a mirror that serves {final.name}."
+    )
+
+
+DOWNLOAD_TIMEOUT_S = 60.0  # a server that sends nothing for this long is given up on
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """torch.hub's urlopen takes no timeout; use the socket default while downloading."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def download_checkpoint(
+    model_type: str,
+    dest_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Make sure ``model_type``'s official checkpoint is on disk and return its path.
+
+    If ``dest_dir / filename`` (``dest_dir`` defaults to :func:`cache_home`) already exists
+    it is returned as is — files only ever get there after verification. Otherwise the file
+    is downloaded from :func:`checkpoint_url` (with a tqdm progress bar on stderr when
+    ``progress``) into a temporary file in ``dest_dir``, its sha256 is checked, and it is
+    renamed into place. On any failure the temporary file is removed and
+    :class:`CheckpointError` is raised; nothing is left under the final name.
+    """
+    spec = _spec(model_type)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, not {type(progress).__name__}.")
+    final = checkpoint_path(model_type, dest_dir)
+    if final.is_file():
+        return final
+    url = checkpoint_url(model_type)
+    if final.exists():
+        raise CheckpointError(
+            f"Cannot download {url}: {final} exists but is not a regular file. "
+            f"Remove it, or set ${HOME_ENV} to another directory."
+        )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(
+            f"Cannot create the checkpoint directory {final.parent} ({e}). "
+            f"Set ${HOME_ENV} to a writable directory, or pass checkpoint=… to load_sam."
+        ) from e
+
+    tmp = final.parent / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.download"
+    try:
+        if progress:
+            sys.stderr.write(f'Downloading "{url}" to {final}\n')
+        try:
+            # Looked up at call time so that the progress bar is torch's own.
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                torch.hub.download_url_to_file(url, str(tmp), hash_prefix=None, progress=progress)
+        except urllib.error.HTTPError as e:
+            raise CheckpointError(
+                f"Could not download {url} to {final}: the server answered HTTP {e.code} "
+                f"{e.reason}. {_fix_download_hint(url, final)}"
+            ) from e
+        except urllib.error.URLError as e:
+            raise CheckpointError(
+                f"Could not download {url} to {final}: {e.reason}. "
+                f"{_fix_download_hint(url, final)}"
+            ) from e
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise CheckpointError(
+                f"Could not download {url} to {final}: {type(e).__name__}: {e}. "
+                f"{_fix_download_hint(url, final)}"
+            ) from e
+
+        received = tmp.stat().st_size
+        if spec.size is not None and received != spec.size:
+            what = "was interrupted" if received < spec.size else "returned too many bytes"
+            raise CheckpointError(
+                f"The download of {url} {what}: received {received} bytes, expected "
+                f"{spec.size} bytes (sha256 {spec.sha256}). The partial file was discarded; "
+                f"nothing was written to {final}. {_fix_download_hint(url, final)}"
+            )
+        digest = sha256_file(tmp)
+        if digest != spec.sha256:
+            raise CheckpointError(
+                f"The file downloaded from {url} for {final} is not the expected checkpoint: "
+                f"sha256 {digest}, expected {spec.sha256} ({received} bytes received). It was "
+                f"discarded; nothing was written to {final}. The download may have been "
+                f"corrupted, or the server (${URL_ENV}={os.environ.get(URL_ENV) or '<unset>'}) "
+                f"serves a different file. {_fix_download_hint(url, final)}"
+            )
+        os.replace(tmp, final)
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+    return final
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely and return its state dict (tensors on CPU).
+
+    Uses ``torch.load(map_location="cpu", weights_only=True)`` — memory-mapped when the file
+    is in torch's zip format, so a 2.5 GB vit_h costs no extra copy. A ``{"model": ...}`` or
+    ``{"state_dict": ...}`` wrapper and a ``module.`` key prefix are removed. Raises
+    :class:`CheckpointError` for a missing, truncated, unsafe or non-checkpoint file.
+    """
+    path = _as_path(path, "checkpoint")
+    if not path.exists():
+        raise CheckpointError(
+            f"Checkpoint file {path} does not exist. Pass the path of a SAM .pth file, or "
+            f"checkpoint=None to download the official one (see checkpoint_url())."
+        )
+    if not path.is_file():
+        raise CheckpointError(
+            f"Checkpoint {path} is not a regular file (is it a directory?). Pass the path of "
+            f"the .pth file itself, e.g. {path / 'sam_vit_b_01ec64.pth'}."
+        )
+    try:
+        obj = torch.load(
+            str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+        )
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"Refused to load {path}: it contains Python objects other than tensors, "
+                f"and unpickling them could run arbitrary code (torch.load weights_only=True "
+                f"rejected it: {str(e).splitlines()[0]}). SAM checkpoints hold only tensors; "
+                f"only use checkpoints from a source you trust, e.g. the official "
+                f"{DEFAULT_CHECKPOINT_URL}."
+            ) from e
+        raise CheckpointError(_unreadable_message(path, e)) from e
+    except Exception as e:  # truncated zip, text file, empty file, I/O error, ...
+        raise CheckpointError(_unreadable_message(path, e)) from e
+
+    if isinstance(obj, Mapping) and not any(
+        isinstance(k, str) and k.startswith("image_encoder.") for k in obj
+    ):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(obj.get(wrapper), Mapping):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a model state dict (a mapping of parameter "
+            f"names to tensors); it holds a {type(obj).__name__}. Pass a SAM checkpoint such "
+            f"as sam_vit_b_01ec64.pth."
+        )
+    state = dict(obj)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _unreadable_message(path: Path, error: BaseException) -> str:
+    detail = (str(error).splitlines() or [""])[0]
+    detail = re.split(r"(?<=\.) ", detail, maxsplit=1)[0][:160]  # first sentence only
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not head:
+        shape = "it is empty"
+    elif head == b"PK":
+        shape = "it is a damaged zip archive, most likely truncated (an interrupted download)"
+    elif head[:1] == b"\x80":
+        shape = "it may be truncated (an interrupted download) or damaged"
+    else:
+        shape = "it is not a checkpoint (it does not start like a PyTorch or pickle file)"
+    return (
+        f"Could not read {path} as a PyTorch checkpoint: {shape} "
+        f"[{type(error).__name__}: {detail}]. The file is {path.stat().st_size} bytes; "
+        f"expected a SAM .pth file such as sam_vit_b_01ec64.pth. To fix: download it again "
+        f"(load_sam with checkpoint=None downloads into {cache_home()}), or pass the right file."
+    )
+
+
+# -------------------------------------------------------------------------- inference
+
+
+def infer_model_type(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Return the registered model type whose architecture fits ``state_dict``.
+
+    Looks at the image encoder's embedding dimension and patch size (the shape of
+    ``image_encoder.patch_embed.proj.weight``), its depth (the number of
+    ``image_encoder.blocks.N``) and, when present, the neck's output channels. Raises
+    :class:`TypeError` for a non-mapping and :class:`ValueError` if no registered model fits.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping, not {type(state_dict).__name__}.")
+    weight = state_dict.get(_PATCH_KEY)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise ValueError(
+            f"Not a SAM state dict: no 4-d tensor {_PATCH_KEY!r} "
+            f"({len(state_dict)} keys, e.g. {list(state_dict)[:3]})."
+        )
+    embed_dim, patch = int(weight.shape[0]), int(weight.shape[-1])
+    depth = 1 + max(
+        (int(m.group(1)) for k in state_dict if (m := _BLOCK_RE.match(k))), default=-1
+    )
+    neck = state_dict.get(_NECK_KEY)
+    out_chans = int(neck.shape[0]) if isinstance(neck, torch.Tensor) and neck.dim() else None
+    for name, spec in CHECKPOINTS.items():
+        c = spec.config
+        if (
+            c.encoder_embed_dim == embed_dim
+            and c.encoder_depth == depth
+            and c.patch_size == patch
+            and (out_chans is None or c.prompt_embed_dim == out_chans)
+        ):
+            return name
+    known = ", ".join(
+        f"{n} (embed dim {s.config.encoder_embed_dim}, {s.config.encoder_depth} blocks)"
+        for n, s in CHECKPOINTS.items()
+    )
+    raise ValueError(
+        f"The image encoder has embed dim {embed_dim}, {depth} blocks and patch size {patch}, "
+        f"which matches no known model: {known}."
+    )
+
+
+def _describe_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor]) -> str:
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [
+        (k, tuple(got[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in got and tuple(got[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if shapes:
+        k, g, e = shapes[0]
+        parts.append(
+            f"{len(shapes)} tensors of the wrong shape (e.g. {k}: file has {list(g)}, "
+            f"expected {list(e)})"
+        )
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """Return the ``torch.device`` to run on.
+
+    ``"auto"`` picks CUDA if available, then Apple MPS, then the CPU. Explicit devices
+    (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a ``torch.device``) are checked: asking
+    for one that is not available raises :class:`ValueError` saying so.
+    """
+    if isinstance(device, str):
+        text = device.strip().lower()
+        if text == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+            if _mps_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        try:
+            dev = torch.device(text)
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(
+                f"Invalid device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+            ) from e
+    elif isinstance(device, torch.device):
+        dev = device
+    else:
+        raise TypeError(f"device must be a str or torch.device, not {type(device).__name__}.")
+
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(dev)!r} was requested but CUDA is not available "
+                f"(torch.cuda.is_available() is False: no NVIDIA GPU/driver is visible, or "
+                f"this PyTorch build has no CUDA support). Use device='cpu' or device='auto'."
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device={str(dev)!r} was requested but only {count} CUDA device(s) exist "
+                f"(cuda:0 … cuda:{count - 1})."
+            )
+        return dev
+    if dev.type == "mps":
+        if not _mps_available():
+            raise ValueError(
+                f"device={str(dev)!r} was requested but Apple MPS is not available. "
+                f"Use device='cpu' or device='auto'."
+            )
+        return dev
+    raise ValueError(
+        f"Unsupported device {str(dev)!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+    )
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+# ------------------------------------------------------------------------------- load
+
+
+def _load_tiny_shapes(device: torch.device) -> Sam:
+    try:
+        tiny = importlib.import_module("sam_widget.engine.tiny")
+    except ModuleNotFoundError as e:
+        if e.name not in ("sam_widget.engine.tiny", "sam_widget.engine", "sam_widget"):
+            raise
+        raise CheckpointError(
+            f"model_type={TINY_SHAPES!r} needs the module sam_widget.engine.tiny, which is "
+            f"not installed in this copy of sam_widget. Reinstall sam_widget, or use "
+            f"model_type='vit_b' (downloaded on first use)."
+        ) from e
+    loader = getattr(tiny, "load_tiny_shapes", None)
+    if not callable(loader):
+        raise CheckpointError(
+            f"sam_widget.engine.tiny has no load_tiny_shapes(device); this copy of sam_widget "
+            f"is incomplete. Reinstall it, or use model_type='vit_b'."
+        )
+    return loader(device)
+
+
+def _build_from_state_dict(
+    state: dict[str, torch.Tensor], config: SamConfig, path: Path, model_type: str
+) -> Sam:
+    """Build a Sam for ``config`` without allocating its weights, then adopt ``state``'s."""
+    with torch.device("meta"):
+        sam = build_sam(config)
+    expected = sam.state_dict()
+    problem = _describe_mismatch(expected, state)
+    if problem:
+        try:
+            actual = infer_model_type(state)
+        except ValueError as e:
+            hint = (
+                f"The file does not look like any known SAM model ({e}). Pass the checkpoint "
+                f"that matches model_type={model_type!r}."
+            )
+        else:
+            hint = (
+                f"The file holds a {actual!r} model: pass model_type={actual!r}, or "
+                f"model_type=None to detect it automatically."
+            )
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit model_type={model_type!r}: {problem}. {hint}"
+        )
+    # Keep the model float32 even if the file was saved in half precision.
+    state = {
+        k: (v.float() if v.is_floating_point() and v.dtype != torch.float32 else v)
+        for k, v in state.items()
+    }
+    try:
+        sam.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:  # should have been caught above; keep the message useful
+        raise CheckpointError(
+            f"Checkpoint {path} does not fit model_type={model_type!r}: {e}"
+        ) from e
+    # Non-persistent buffers are not in the state dict; make sure none is left on "meta".
+    for name, buf in list(sam.named_buffers()):
+        if buf.is_meta:
+            owner_name, _, leaf = name.rpartition(".")
+            owner = sam.get_submodule(owner_name) if owner_name else sam
+            if leaf == "pixel_mean":
+                value = torch.tensor(config.pixel_mean).view(-1, 1, 1)
+            elif leaf == "pixel_std":
+                value = torch.tensor(config.pixel_std).view(-1, 1, 1)
+            else:  # pragma: no cover - segment_anything has no other non-persistent buffers
+                raise RuntimeError(f"Buffer {name} was not initialised from {path}.")
+            owner._buffers[leaf] = value
+    return sam
+
+
+def load_sam(
+    model_type: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    *,
+    progress: bool = True,
+) -> Sam:
+    """Load a SAM model and return it in eval mode on the selected device.
+
+    ``model_type`` is one of :func:`valid_model_types` (``"vit_b"``, ``"vit_l"``,
+    ``"vit_h"``, ``"tiny_shapes"``) or None. ``checkpoint`` is a local ``.pth`` path, or None
+    to use the official file from :func:`cache_home`, downloading it (with a progress bar
+    when ``progress``) if absent. With a path and ``model_type=None`` the type is inferred
+    from the weights' shapes; with neither, ``"vit_b"`` is used. ``"tiny_shapes"`` is the
+    small offline model shipped in ``sam_widget.engine.tiny`` and takes no checkpoint.
+    ``device`` is as for :func:`select_device`.
+
+    Raises :class:`CheckpointError` for any problem with the file or the download,
+    :class:`ValueError` for an unknown model type or unavailable device, :class:`TypeError`
+    for arguments of the wrong type.
+    """
+    if model_type is not None:
+        _check_model_type(model_type)
+    path = None if checkpoint is None else _as_path(checkpoint, "checkpoint")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, not {type(progress).__name__}.")
+    dev = select_device(device)
+
+    if model_type == TINY_SHAPES:
+        if path is not None:
+            raise ValueError(
+                f"model_type={TINY_SHAPES!r} is shipped with sam_widget and takes no "
+                f"checkpoint; pass checkpoint=None, or model_type=None to load {path}."
+            )
+        sam = _load_tiny_shapes(dev).eval()
+        sam._sam_widget_model_type = TINY_SHAPES  # read by Segmenter.model_name
+        return sam
+
+    downloaded = path is None
+    if path is None:
+        model_type = model_type or "vit_b"
+        path = download_checkpoint(model_type, progress=progress)
+    try:
+        state = read_state_dict(path)
+    except CheckpointError as e:
+        if downloaded:
+            raise CheckpointError(
+                f"{e} (This is the cached download for {model_type!r}: delete {path} and "
+                f"call load_sam again to download it afresh.)"
+            ) from e.__cause__
+        raise
+
+    if model_type is None:
+        try:
+            model_type = infer_model_type(state)
+        except ValueError as e:
+            raise CheckpointError(
+                f"Cannot tell which SAM model {path} holds: {e} Pass model_type= one of "
+                f"{', '.join(sorted(CHECKPOINTS))}, or use an official SAM checkpoint."
+            ) from e
+
+    sam = _build_from_state_dict(state, CHECKPOINTS[model_type].config, path, model_type)
+    sam._sam_widget_model_type = model_type  # read by Segmenter.model_name
+    return sam.to(dev).eval()
