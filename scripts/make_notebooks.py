@@ -1,0 +1,218 @@
+"""Write notebooks/quickstart.ipynb and notebooks/teaching.ipynb (outputs empty).
+
+Run: .venv/bin/python scripts/make_notebooks.py
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+OUT = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def md(text: str):
+    return new_markdown_cell(text.strip())
+
+
+def code(text: str):
+    return new_code_cell(text.strip())
+
+
+quickstart = [
+    md("""
+# sam_widget quick start
+
+Click on an object in the image below: a **left click** adds a positive point, a **right
+click** (or shift+click) a negative one, **press–drag–release** draws a box. Pick one of the
+candidate masks on the right (keys 1/2/3), press **Enter** to keep it as an object, **Ctrl+Z**
+to undo. Press **?** for every shortcut.
+
+The cell below uses the official SAM `vit_b` model when its checkpoint is on disk or can
+be downloaded (375 MB, once); otherwise it says so in one line and opens the offline demo:
+synthetic shapes with the small `tiny_shapes` model that ships with sam_widget.
+"""),
+    code("""
+from sam_widget import SamWidget
+from sam_widget.demo import demo_setup
+
+demo = demo_setup()                      # or demo_setup("tiny_shapes") for the offline demo
+print("Showing", demo.description)
+w = SamWidget(demo.image, segmenter=demo.segmenter)
+w
+"""),
+    md("""
+## The mask is a NumPy array
+
+`w.mask` is the current selection as an `(H, W)` bool array at the full image size. If you
+have not clicked yet, the next cell clicks on an object for you.
+"""),
+    code("""
+import numpy as np
+from sam_widget.render import bbox
+
+if not w.mask.any():                     # nothing clicked yet (e.g. run top to bottom)
+    w.add_point(*demo.suggest_point())
+mask = w.mask
+print("mask:", mask.shape, mask.dtype)
+print("area:", int(mask.sum()), "pixels")
+print("bounding box (x0, y0, x1, y1):", bbox(mask))
+"""),
+    code("""
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+axes[0].imshow(w.image)
+axes[0].imshow(np.ma.masked_where(~mask, mask), alpha=0.5, cmap="autumn")
+axes[0].set_title("image + mask")
+axes[1].imshow(mask, cmap="gray")
+axes[1].set_title(f"mask: {int(mask.sum())} px")
+for ax in axes:
+    ax.axis("off")
+plt.show()
+"""),
+    md("""
+## Objects
+
+Press **Enter** (or *Add*) to keep the current mask as an object. `w.masks` stacks every
+object's mask, `w.labels` is a label image (0 = background, i = object i).
+"""),
+    code("""
+if not w.objects:
+    w.commit("first object")
+print([(o.label, o.area) for o in w.objects])
+print("masks:", w.masks.shape, " labels:", w.labels.shape, w.labels.dtype, "max", w.labels.max())
+"""),
+]
+
+teaching = [
+    md("""
+# How SAM answers prompts — a step-by-step tour
+
+Segment Anything splits the work in two: a heavy **image encoder** runs once per image and
+produces an embedding; a light **prompt encoder + mask decoder** turns each prompt
+(points, a box, a previous mask) into masks in milliseconds. This notebook drives the
+widget from code (`add_point`, `add_box`), so it runs top to bottom without clicks — but you
+can click on the widget at any time.
+
+It runs **offline** with `tiny_shapes`, a small SAM trained on synthetic shapes that ships
+with sam_widget. For the official model change one line: `MODEL = "vit_b"`.
+"""),
+    code("""
+import os
+import matplotlib.pyplot as plt
+import numpy as np
+from sam_widget import SamWidget
+from sam_widget.demo import demo_setup
+
+MODEL = os.environ.get("SAM_WIDGET_MODEL", "tiny_shapes")   # "vit_b" for the official SAM
+demo = demo_setup(MODEL)
+print("Using", demo.description)
+w = SamWidget(demo.image, segmenter=demo.segmenter)
+w
+"""),
+    md("""
+## 1. One click is ambiguous: three candidates
+
+A single point could mean a part, an object, or a group. SAM therefore answers a single
+click with **three candidate masks**, each with its own *predicted IoU* — the model's guess
+of how good that mask is. The widget selects the best-scoring one.
+"""),
+    code("""
+def show(pred, title):
+    fig, axes = plt.subplots(1, len(pred), figsize=(4 * len(pred), 3.5), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(w.image)
+        ax.imshow(np.ma.masked_where(~pred.masks[i], pred.masks[i]), alpha=0.55, cmap="winter")
+        for (x, y), lab in zip(w.prompts.points, w.prompts.labels):
+            ax.plot(x, y, marker="*", ms=14, color="lime" if lab else "red", mec="white")
+        if w.prompts.box is not None:
+            x0, y0, x1, y1 = w.prompts.box
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="deepskyblue", lw=2))
+        ax.set_title(f"candidate {i + 1}: predicted IoU {pred.scores[i]:.3f}")
+        ax.axis("off")
+    fig.suptitle(title)
+    plt.show()
+
+x, y = demo.suggest_point()
+w.add_point(x, y)
+show(w.candidates, f"one positive click at ({x}, {y})")
+print("selected candidate:", w.selected + 1)
+"""),
+    md("""
+If the image is synthetic we know the truth, so we can check the model's own estimate
+against the real IoU of each candidate:
+"""),
+    code("""
+def iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+if demo.true_masks is not None:
+    truth = demo.true_masks[np.argmax([m[y, x] for m in demo.true_masks])]
+    for i, m in enumerate(w.candidates.masks):
+        print(f"candidate {i + 1}: predicted IoU {w.candidates.scores[i]:.3f}, true IoU {iou(m, truth):.3f}")
+else:
+    print("(a photo: no ground truth here)")
+"""),
+    md("""
+## 2. Refining: more points and the previous mask
+
+Following SamPredictor's interactive recipe, every further prompt is answered with **one**
+mask, and the low-resolution logits of the mask you had selected are passed back as
+`mask_input`. A negative point (label 0) tells the model what is *not* the object.
+"""),
+    code("""
+H, W = w.image.shape[:2]
+outside = (min(W - 1, x + W // 4), y)
+w.add_point(*outside, label=0)
+show(w.candidates, "plus a negative point")
+"""),
+    md("""
+The logits behind a mask: SAM predicts a low-resolution score map (256×256 for the
+official models); the mask is where the upsampled scores are above 0.
+"""),
+    code("""
+logits = w.candidates.logits[0]
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+im = axes[0].imshow(logits, cmap="RdBu_r", vmin=-abs(logits).max(), vmax=abs(logits).max())
+axes[0].set_title(f"low-res logits {logits.shape}")
+fig.colorbar(im, ax=axes[0])
+axes[1].imshow(logits > 0, cmap="gray")
+axes[1].set_title("logits > 0")
+plt.show()
+"""),
+    md("""
+## 3. A box is a strong prompt
+
+Esc (or `w.clear()`) removes the prompts; a box alone usually pins the object down.
+"""),
+    code("""
+w.clear()
+if demo.true_masks is not None:
+    from sam_widget.render import bbox
+    x0, y0, x1, y1 = bbox(truth)
+else:
+    x0, y0, x1, y1 = max(0, x - 40), max(0, y - 40), min(W, x + 40), min(H, y + 40)
+w.add_box(x0, y0, x1, y1)
+show(w.candidates, f"box ({x0}, {y0}, {x1}, {y1})")
+"""),
+    md("""
+## 4. Keep it, and look at the timings
+
+`commit` keeps the mask as an object; the encoder ran once, every prompt only ran the
+decoder.
+"""),
+    code("""
+obj = w.commit("my object")
+st = w.segmenter.stats
+print(f"object {obj.label!r}: {obj.area} px, predicted IoU {obj.score:.3f}")
+print(f"image encoder: {st['encoder_calls']} call(s), last {st['last_encode_s'] or 0:.2f} s")
+print(f"mask decoder:  {st['decoder_calls']} calls, last {1000 * st['last_decode_s']:.1f} ms")
+"""),
+]
+
+OUT.mkdir(exist_ok=True)
+for name, cells in [("quickstart", quickstart), ("teaching", teaching)]:
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, OUT / f"{name}.ipynb")
+    print("wrote", OUT / f"{name}.ipynb")
