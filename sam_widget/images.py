@@ -42,11 +42,26 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _pil_to_rgb(im: Any) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         return to_rgb_uint8(np.asarray(im))
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-    return to_rgb_uint8(np.asarray(im.convert("RGB") if im.mode != "RGBA" else im))
+    if im.mode == "F":
+        # Pillow's own convention for 32-bit float images is the 0..255 scale of mode "L"
+        # (``convert("L")`` clips to it); a float array in [0, 1] passed through
+        # ``Image.fromarray`` is mode "F" too. Accept both; reject anything else.
+        a = np.asarray(im, dtype=np.float32)
+        if a.size and np.isfinite(a).all() and a.min() >= 0.0 and 1.0 < a.max() <= 255.0:
+            return to_rgb_uint8(np.rint(a).astype(np.uint8))
+        return to_rgb_uint8(a)
+    try:
+        if im.mode == "La":  # premultiplied alpha: Pillow only converts it to LA
+            im = im.convert("LA")
+        if im.mode in ("RGBA", "RGBa", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")  # alpha is then dropped by to_rgb_uint8
+        elif im.mode != "RGB":
+            im = im.convert("RGB")
+    except ValueError as exc:
+        raise ImageError(f"Cannot convert a PIL image of mode {im.mode!r} to RGB ({exc}).") from None
+    return to_rgb_uint8(np.asarray(im))
 
 
 def to_rgb_uint8(image: Any) -> np.ndarray:
@@ -63,6 +78,9 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
 
     Raises ``TypeError`` for other types and :class:`ImageError` (a ValueError) for
     empty, 1-D / 4-D arrays, NaN / inf, floats outside [0, 1] and unreadable files.
+
+    The result is always a new, writeable array: never the caller's array nor a view of it.
+    A PIL image of mode "F" may hold values in [0, 1] or on Pillow's 0..255 scale.
     """
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
@@ -88,8 +106,10 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
         raise ImageError(f"image is empty (shape {a.shape}).")
     if a.ndim == 3 and a.shape[2] == 4:
         a = a[..., :3]
+    if a.dtype.byteorder not in ("=", "|"):  # e.g. big-endian 16-bit from PIL "I;16B"
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype == np.uint8:
-        out = a
+        out = a.copy()  # never hand back (a view of) the caller's array
     elif a.dtype == np.bool_:
         out = a.astype(np.uint8) * 255
     elif a.dtype == np.uint16:

@@ -223,7 +223,7 @@ class Segmenter:
 
     @property
     def fingerprint(self) -> str:
-        """Hex digest of the encoder weights, preprocessing and mode (exact or fast).
+        """Hex digest of the encoder weights, preprocessing (incl. image_format) and mode.
 
         Computed once, on first use. Changing the model's weights in place afterwards is
         not detected; call :meth:`refresh_fingerprint` if you do that.
@@ -241,7 +241,10 @@ class Segmenter:
 
     def _compute_fingerprint(self) -> str:
         h = hashlib.blake2b(digest_size=20)
-        h.update(f"mode={'exact' if self.exact else 'fast'};img={self.sam.image_encoder.img_size}".encode())
+        h.update(
+            f"mode={'exact' if self.exact else 'fast'};img={self.sam.image_encoder.img_size};"
+            f"format={self.sam.image_format}".encode()  # a BGR model encodes flipped pixels
+        )
         for name, t in list(self.sam.image_encoder.state_dict().items()) + [
             ("pixel_mean", self.sam.pixel_mean),
             ("pixel_std", self.sam.pixel_std),
