@@ -1,0 +1,1 @@
+"""Browser tests (real JupyterLab + headless Chromium). See README.md."""
