@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --browser
 set +e
-.venv/bin/python -m pytest -ra --durations=15 "$@"
+SAM_BROWSER_REQUIRED=1 .venv/bin/python -m pytest -ra --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" = "5" ]; then
