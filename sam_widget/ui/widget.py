@@ -121,6 +121,10 @@ class SamWidget(widgets.VBox):
         self._ready_error: BaseException | None = None
         self._render_lock = threading.RLock()
         self._shown: dict[str, Any] = {"objects": None, "current": None, "prompts": None}
+        # (objects, mask key) last announced through ``value`` / on_change: redraws that change
+        # nothing for the user (a page reload, removing a hover preview) do not count.
+        self._published: tuple[Any, Any] = (self._history.current.objects, None)
+        self._seg_image: np.ndarray | None = None  # the segmenter's copy of our image, once set
         self._display_masks: dict[int, np.ndarray] = {}
         self._drag: dict[str, Any] | None = None
         self._hover_point: tuple[int, int] | None = None
@@ -192,12 +196,15 @@ class SamWidget(widgets.VBox):
 
     @property
     def mask(self) -> np.ndarray:
-        """``(H, W)`` bool: the chosen candidate at full size (all False without prompts)."""
+        """``(H, W)`` bool: the chosen candidate at full size (all False without prompts).
+
+        A new array each time: changing it does not change the widget.
+        """
         snap = self._history.current
         if snap.slot is None:
             return np.zeros(self._image.shape[:2], bool)
         self._wait_slot(snap.slot)
-        return snap.slot.prediction.mask(self._selected_of(snap))
+        return snap.slot.prediction.mask(self._selected_of(snap)).copy()
 
     @property
     def objects(self) -> tuple[ObjectRecord, ...]:
@@ -375,11 +382,15 @@ class SamWidget(widgets.VBox):
 
     def close(self) -> None:
         """Stop the worker thread and close the widgets."""
-        self._worker.stop()
+        worker = getattr(self, "_worker", None)  # None when __init__ failed (called from __del__)
+        if worker is not None:
+            worker.stop()
         super().close()
 
     # ================================================================== state plumbing
     def _check_xy(self, x: Any, y: Any, what: str) -> tuple[float, float]:
+        if any(isinstance(v, (str, bytes, bool)) for v in (x, y)):
+            raise TypeError(f"{what} coordinates must be numbers, got ({x!r}, {y!r}).")
         try:
             xf, yf = float(x), float(y)
         except (TypeError, ValueError):
@@ -400,6 +411,10 @@ class SamWidget(widgets.VBox):
         return int(index)
 
     def _push_prompts(self, prompts: Prompts) -> Snapshot:
+        if self._ready_error is not None:
+            self.wait_ready()  # raises: the model never loaded, no prompt can be answered
+        if self._worker.stopped:
+            raise RuntimeError("this SamWidget was closed; create a new one.")
         snap = self._history.current
         base = None
         if snap.slot is not None:
@@ -416,17 +431,23 @@ class SamWidget(widgets.VBox):
         snap = self._history.current
         if snap.slot is not None and not snap.slot.done:
             self._worker.request()
-        self._render(snap)
+        self._render()
 
     def _answer(self) -> "SamWidget":
         slot = self._history.current.slot
         if slot is not None:
             self._wait_slot(slot)
+            # The worker draws the answer and notifies observers just after filling the slot:
+            # wait for that too, so ``value`` and on_change callbacks are current on return.
+            if threading.current_thread() is not self._worker:
+                self._worker.idle.wait()
         return self
 
     def _wait_slot(self, slot: PredictionSlot) -> None:
         if not slot.done:
             self.wait_ready()
+            if self._worker.stopped:
+                raise RuntimeError("this SamWidget was closed before the mask was computed.")
             self._worker.request()
             slot.wait()
         if slot.error is not None:
@@ -451,6 +472,20 @@ class SamWidget(widgets.VBox):
             model, checkpoint, device, cache_dir = self._model_spec
             self._segmenter = Segmenter.from_pretrained(model, checkpoint=checkpoint, device=device, cache_dir=cache_dir)
         self._segmenter.set_image(self._image)
+        self._seg_image = self._segmenter.image
+
+    def _predict(self, **kwargs: Any) -> Any:
+        """``Segmenter.predict`` on this widget's image (worker thread).
+
+        A Segmenter holds one image at a time and may be shared by several widgets: if
+        another one set its image since, set ours again (an embedding-cache hit) first.
+        """
+        seg = self._segmenter
+        with seg._lock:  # set_image + predict as one step against the other widgets' workers
+            if seg.image is None or seg.image is not self._seg_image:
+                seg.set_image(self._image)
+                self._seg_image = seg.image
+            return seg.predict(**kwargs)
 
     def _tick_status(self) -> None:
         while not self._ready.wait(1.0):
@@ -470,42 +505,51 @@ class SamWidget(widgets.VBox):
         return bslot.prediction.logits[sel : sel + 1], False
 
     def _compute_current(self) -> None:
-        """Answer the newest state's prompts (worker thread)."""
+        """Answer the newest state's prompts, then draw the newest state (worker thread)."""
         snap = self._history.current
         slot = snap.slot
-        if slot is None or slot.done:
-            return
-        mask_input, multimask = self._prediction_request(slot, snap.prompts)
-        try:
-            pred = self._segmenter.predict(**snap.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, raised to API callers
-            slot.fail(str(exc))
-            self._error = f"prediction failed: {exc}"
-        else:
-            slot.fill(pred, mask_input, multimask)
-            self.stats["predictions"] += 1
-        if self._history.current is snap:
-            self._render(snap)
-        else:
+        if slot is not None and not slot.done:
+            mask_input, multimask = self._prediction_request(slot, snap.prompts)
+            try:
+                pred = self._predict(**snap.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, raised to API callers
+                slot.fail(str(exc))
+                self._error = f"prediction failed: {exc}"
+            else:
+                slot.fill(pred, mask_input, multimask)
+                self.stats["predictions"] += 1
+        # Draw whatever is current now: it may be a newer state with the same answered slot
+        # (an object renamed meanwhile); if its slot is still unanswered, go again.
+        self._render()
+        cur = self._history.current.slot
+        if cur is not None and not cur.done:
             self._worker.request()
 
     def _compute_preview(self, point: tuple[int, int]) -> None:
         """Mask under the pointer, shown only while there are no prompts (worker thread)."""
         if not self.prompts.is_empty or self._drag is not None:
             return
-        pred = self._segmenter.predict(points=[point], labels=[1], multimask=True)
+        pred = self._predict(points=[point], labels=[1], multimask=True)
         self.stats["previews"] += 1
         if self._hover_point != point or not self.prompts.is_empty:
             return
-        disp = pred.mask_at_size(pred.best, self._display_hw)
+        overlay = mask_overlay(pred.mask_at_size(pred.best, self._display_hw), _PREVIEW_COLOR, alpha=0.35)
         with self._render_lock:
-            self._view.batch(lambda: self._view.draw_overlay(CURRENT, mask_overlay(disp, _PREVIEW_COLOR, alpha=0.35)))
+            # checked again under the lock: a click or an undo may have drawn a mask meanwhile
+            if self._hover_point != point or not self.prompts.is_empty:
+                return
+            self._view.batch(lambda: self._view.draw_overlay(CURRENT, overlay))
             self._shown["current"] = ("preview", point)
 
     # ================================================================== rendering
-    def _render(self, snap: Snapshot) -> None:
-        """Bring canvas and controls in line with ``snap``, redrawing only what changed."""
+    def _render(self) -> None:
+        """Bring canvas and controls in line with the current state, redrawing only what changed.
+
+        The state is read under the lock, so whichever thread renders last draws the newest
+        state: a worker finishing an older answer never paints over a newer one.
+        """
         with self._render_lock:
+            snap = self._history.current
             shown = self._shown
             changed = False
             obj_overlay = cur_overlay = None
@@ -531,8 +575,15 @@ class SamWidget(widgets.VBox):
 
             if draw_objects or draw_current or draw_prompts:
                 self._view.batch(draw)
-            changed = draw_objects or draw_current
             shown.update(objects=snap.objects, current=cur_key, prompts=snap.prompts)
+            if pred is not None:
+                mask_key = (id(snap.slot), self._selected_of(snap))
+            elif snap.slot is None:
+                mask_key = None
+            else:  # still being computed: the mask has not changed yet
+                mask_key = self._published[1]
+            changed = snap.objects is not self._published[0] or mask_key != self._published[1]
+            self._published = (snap.objects, mask_key)
             self._sync_controls(snap)
         if changed:
             self.value += 1
@@ -564,7 +615,7 @@ class SamWidget(widgets.VBox):
             self._view.forget()
             self._shown = {"objects": None, "current": None, "prompts": None}
             self._view.batch(lambda: self._view.draw_image(self._display_rgb))
-            self._render(self._history.current)
+            self._render()
 
     # ================================================================== controls
     def _build_controls(self, hover: bool) -> None:
@@ -688,8 +739,8 @@ class SamWidget(widgets.VBox):
 
     def _redraw_current(self) -> None:
         with self._render_lock:
-            self._shown["current"] = None
-            self._render(self._history.current)
+            self._shown["current"] = ("stale",)  # differs from every key: the layer is redrawn
+            self._render()
 
     # ================================================================== browser events
     def _to_image(self, ev: dict) -> tuple[tuple[float, float], tuple[int, int]] | None:
@@ -828,6 +879,10 @@ class _Worker(threading.Thread):
         with self._cv:
             self._stopped = True
             self._cv.notify()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def run(self) -> None:
         w = self.widget
