@@ -1246,3 +1246,24 @@ def test_random_action_sequences_match_the_model_and_undo_redo_is_identity(comm,
                 assert w.value == v + 3
     finally:
         w.close()
+
+
+def test_a_callback_may_add_prompts_after_a_browser_click_without_deadlock(make_widget, tiny_sam):
+    w = make_widget(SMALL, display_size=200).wait_ready()
+    added = []
+
+    def add_negative_once(ww):
+        if not added and len(ww.prompts.points) == 1:
+            added.append(True)
+            ww.add_point(10, 10, label=0)  # runs on the worker thread: answered inline
+
+    w.on_change(add_negative_once)
+    ui = EventInjector(w)
+    ui.click(*ui.css_of(300, 200))
+    w.wait_idle(timeout=30)
+    assert added == [True]
+    assert w.prompts.labels == (1, 0)
+    ref = reference(tiny_sam, SMALL)
+    slot = w._history.current.slot
+    r = ref.predict(**w.prompts.as_arrays(), mask_input=slot.mask_input, multimask=slot.multimask)
+    assert np.array_equal(w.mask, r.masks[w.selected])

@@ -150,6 +150,7 @@ class SamWidget(widgets.VBox):
             source=self._view.canvas,
             watched_events=["mousedown", "mouseup", "mousemove", "mouseleave", "contextmenu", "keydown"],
             prevent_default_action=True,
+            ignore_modifier_key_events=True,
         )
         self._events.on_dom_event(self._on_dom_event)
         self._view.canvas.on_client_ready(lambda *_: self._redraw_all())
@@ -448,8 +449,14 @@ class SamWidget(widgets.VBox):
             self.wait_ready()
             if self._worker.stopped:
                 raise RuntimeError("this SamWidget was closed before the mask was computed.")
-            self._worker.request()
-            slot.wait()
+            if threading.current_thread() is self._worker:
+                # e.g. an on_change callback (run on the worker) calls add_point: answer inline.
+                self._compute_current()
+                if not slot.done:
+                    raise RuntimeError("this state was replaced while its mask was being computed.")
+            else:
+                self._worker.request()
+                slot.wait()
         if slot.error is not None:
             raise RuntimeError(f"the prediction failed: {slot.error}")
 
