@@ -7,6 +7,7 @@ overlays are RGBA uint8 cut to the mask's bounding box, with the box's top-left 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,16 +66,40 @@ def union_rect(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class Overlay:
-    """An RGBA patch to draw at ``(x, y)`` (display pixels)."""
+    """A patch to draw at ``(x, y)`` (display pixels), as palette indices.
 
-    rgba: np.ndarray
+    ``index``: ``(h, w)`` palette indices (uint8, or uint16 past 256 colours);
+    ``palette``: ``(K, 4)`` uint8 RGBA, entry 0 fully transparent.
+    """
+
+    index: np.ndarray
+    palette: np.ndarray
     x: int
     y: int
 
     @property
+    def rgba(self) -> np.ndarray:
+        """The patch as ``(h, w, 4)`` uint8 RGBA."""
+        return self.palette[self.index]
+
+    @property
     def rect(self) -> tuple[int, int, int, int]:
-        h, w = self.rgba.shape[:2]
+        h, w = self.index.shape
         return self.x, self.y, self.x + w, self.y + h
+
+    def to_png(self) -> bytes:
+        """PNG bytes: an indexed PNG with per-entry alpha (2 bits a pixel for one mask),
+        or RGBA past 256 colours. Decodes to exactly :attr:`rgba`."""
+        buf = io.BytesIO()
+        if len(self.palette) <= 256:
+            im = Image.fromarray(self.index.astype(np.uint8, copy=False), mode="P")
+            im.putpalette(self.palette[:, :3].tobytes(), rawmode="RGB")
+            im.info["transparency"] = self.palette[:, 3].tobytes()
+            bits = next(b for b in (1, 2, 4, 8) if len(self.palette) <= 1 << b)
+            im.save(buf, "PNG", bits=bits, transparency=self.palette[:, 3].tobytes(), compress_level=1)
+        else:
+            Image.fromarray(self.rgba).save(buf, "PNG", compress_level=1)
+        return buf.getvalue()
 
 
 def _edges(m: np.ndarray) -> np.ndarray:
@@ -96,12 +121,11 @@ def mask_overlay(
         return None
     x0, y0, x1, y1 = box
     m = mask[y0:y1, x0:x1]
-    rgba = np.zeros((*m.shape, 4), np.uint8)
-    rgba[m, :3] = color
-    rgba[m, 3] = round(alpha * 255)
-    e = _edges(m)
-    rgba[e, 3] = round(outline_alpha * 255)
-    return Overlay(rgba, x0, y0)
+    index = m.view(np.uint8) + _edges(m).view(np.uint8)  # 0 outside, 1 fill, 2 outline
+    palette = np.array(
+        [(0, 0, 0, 0), (*color, round(alpha * 255)), (*color, round(outline_alpha * 255))], np.uint8
+    )
+    return Overlay(index, palette, x0, y0)
 
 
 def objects_overlay(
@@ -117,10 +141,13 @@ def objects_overlay(
     if rect is None:
         return None
     x0, y0, x1, y1 = rect
-    rgba = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
-    for m, c in zip(masks, colors):
+    n = len(masks)
+    index = np.zeros((y1 - y0, x1 - x0), np.uint8 if 2 * n + 1 <= 256 else np.uint16)
+    palette = np.zeros((2 * n + 1, 4), np.uint8)
+    for k, (m, c) in enumerate(zip(masks, colors)):
         sub = m[y0:y1, x0:x1]
-        rgba[sub, :3] = c
-        rgba[sub, 3] = round(alpha * 255)
-        rgba[_edges(sub), 3] = 230
-    return Overlay(rgba, x0, y0)
+        index[sub] = 2 * k + 1
+        index[_edges(sub)] = 2 * k + 2
+        palette[2 * k + 1] = (*c, round(alpha * 255))
+        palette[2 * k + 2] = (*c, 230)
+    return Overlay(index, palette, x0, y0)

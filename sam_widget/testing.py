@@ -85,7 +85,8 @@ class DrawCommand:
             raise ValueError(f"{self.name} carries no image buffer.")
         from PIL import Image
 
-        return np.asarray(Image.open(io.BytesIO(self.buffers[0])))
+        with Image.open(io.BytesIO(self.buffers[0])) as im:
+            return np.asarray(im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im)
 
     @property
     def xy(self) -> tuple[float, float]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import numpy as np
+from PIL import Image
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -133,8 +135,28 @@ def test_union_rect():
 
 
 def test_overlay_rect():
-    ov = Overlay(np.zeros((3, 5, 4), np.uint8), 10, 20)
+    ov = Overlay(np.zeros((3, 5), np.uint8), np.zeros((1, 4), np.uint8), 10, 20)
     assert ov.rect == (10, 20, 15, 23)
+
+
+def test_overlay_png_decodes_to_exactly_its_rgba_and_is_small():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:450, :800]
+    disc = (xx - 400) ** 2 + (yy - 220) ** 2 < 150**2
+    for m in (disc, rng.random((60, 90)) < 0.4):
+        ov = mask_overlay(m, (30, 144, 255))
+        png = ov.to_png()
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.mode == "P"  # indexed: 2 bits a pixel, not 32
+            assert np.array_equal(np.asarray(im.convert("RGBA")), ov.rgba)
+    assert len(mask_overlay(disc, (1, 2, 3)).to_png()) < 0.01 * disc.size * 4  # < 1 % of raw RGBA
+    # many objects: more than 256 palette entries fall back to RGBA, still exact
+    masks = [np.zeros((20, 200), bool) for _ in range(140)]
+    for k, m in enumerate(masks):
+        m[:, k] = True
+    ov = objects_overlay(masks, [(k, 255 - k, 7) for k in range(140)])
+    with Image.open(io.BytesIO(ov.to_png())) as im:
+        assert np.array_equal(np.asarray(im.convert("RGBA")), ov.rgba)
 
 
 # ---------------------------------------------------------------------------- overlays

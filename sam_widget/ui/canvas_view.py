@@ -15,6 +15,7 @@ from typing import Callable
 import ipycanvas
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
+from ipycanvas.canvas import COMMANDS
 
 from ..render import Overlay, union_rect
 
@@ -67,7 +68,8 @@ class CanvasView:
             x0, y0, x1, y1 = dirty
             c.clear_rect(x0, y0, x1 - x0, y1 - y0)
         if overlay is not None:
-            c.put_image_data(overlay.rgba, overlay.x, overlay.y)
+            # putImageData with our own (indexed, 2-bit) PNG: the front end decodes any image.
+            c._canvas_manager.send_draw_command(c, COMMANDS["putImageData"], [overlay.x, overlay.y], [overlay.to_png()])
         self._rects[layer] = new
 
     def draw_prompts(
