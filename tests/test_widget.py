@@ -628,6 +628,21 @@ def test_python_calls_made_before_ready_wait_for_the_encoding(make_widget, tiny_
 
 
 # ============================================================================ coalescing
+def test_a_moving_pointer_sees_previews_follow_it_not_only_when_it_stops(make_widget, comm):
+    sam = blob_sam()
+    seg = SlowSegmenter(sam, predict_delay=0.03)
+    w = make_widget(SMALL, segmenter=seg, display_size=200, hover=True).wait_ready()
+    ui = EventInjector(w)
+    since = len(comm.messages)
+    for t in np.linspace(0, 1, 40):  # a pointer moving for ~0.4 s, faster than predictions
+        ui.move(ui.css_w * (0.1 + 0.8 * t), ui.css_h * 0.5)
+        time.sleep(0.01)
+    w.wait_idle()
+    drawn = layer_commands(w, comm, CURRENT, since, name="putImageData")
+    assert w.stats["previews"] < 40  # coalesced ...
+    assert len(drawn) == w.stats["previews"] >= 3  # ... and every computed preview was shown
+
+
 def test_rapid_clicks_are_coalesced_and_the_last_state_wins(make_widget, tiny_sam, comm):
     seg = SlowSegmenter(tiny_sam, predict_delay=0.05)
     w = make_widget(SMALL, segmenter=seg, display_size=200).wait_ready()

@@ -538,12 +538,15 @@ class SamWidget(widgets.VBox):
             return
         pred = self._predict(points=[point], labels=[1], multimask=True)
         self.stats["previews"] += 1
-        if self._hover_point != point or not self.prompts.is_empty:
+        # Show it even if the pointer has moved on: the newest position is queued and comes
+        # next (coalesced), and a moving pointer should see masks follow it, not nothing.
+        if self._hover_point is None or not self.prompts.is_empty:
             return
         overlay = mask_overlay(pred.mask_at_size(pred.best, self._display_hw), _PREVIEW_COLOR, alpha=0.35)
         with self._render_lock:
-            # checked again under the lock: a click or an undo may have drawn a mask meanwhile
-            if self._hover_point != point or not self.prompts.is_empty:
+            # checked again under the lock: a click, an undo or leaving the image may have
+            # happened meanwhile
+            if self._hover_point is None or not self.prompts.is_empty or not self._hover_box.value:
                 return
             self._view.batch(lambda: self._view.draw_overlay(CURRENT, overlay))
             self._shown["current"] = ("preview", point)
