@@ -335,28 +335,6 @@ class _ThreadRunner:
         self._q.put((None, None, None))
 
 
-# ====================================================================== canvas layer replay
-class _Layer:
-    """Replays clearRect / clear / putImageData on one layer to see what the browser shows."""
-
-    def __init__(self, hw: tuple[int, int]) -> None:
-        self.alpha = np.zeros(hw, np.uint8)
-
-    def apply(self, cmd: Any) -> None:
-        if cmd.name == "clear":
-            self.alpha[:] = 0
-        elif cmd.name == "clearRect":
-            x, y, w, h = (int(round(float(v))) for v in cmd.args[:4])
-            self.alpha[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = 0
-        elif cmd.name == "putImageData":
-            im = cmd.image()
-            a = im[..., 3] if im.ndim == 3 and im.shape[2] == 4 else np.full(im.shape[:2], 255, np.uint8)
-            x, y = (int(round(v)) for v in cmd.xy)
-            h, w = a.shape
-            region = self.alpha[y : y + h, x : x + w]
-            region[...] = np.maximum(region, a[: region.shape[0], : region.shape[1]])
-
-
 # ====================================================================== the benchmark
 class _Bench:
     def __init__(self, size: str, reps: int | None, storm_events: int) -> None:
@@ -495,7 +473,7 @@ class _Bench:
         w = SamWidget(img, segmenter=seg, display_size=self.cfg["display_size"])
         try:
             w.wait_ready(self.timeout)
-            inj = EventInjector(w)
+            inj = EventInjector(w, round_css=False)  # CSS px == display px, unrounded: exact image positions
             dh, dw = w._display_hw
             current = w._view.canvas[2]  # the current-mask layer (canvas_view.CURRENT)
             prompts_layer = w._view.canvas[3]
@@ -606,6 +584,8 @@ class _Bench:
         )
 
     def _storm_run(self, w: Any, inj: Any, seg: Any, rec: Any, current: Any, n: int, interval: float, phase: float) -> dict:
+        from .testing import LayerReplay
+
         H, W = w.image.shape[:2]
         dh, dw = w._display_hw
         w.clear()
@@ -622,16 +602,14 @@ class _Bench:
                 delay = t0 + i * interval - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            inj.mouse_move(float(x), float(y))
+            inj.mouse_move(float(x), float(y))  # display px == CSS px here
         t_delivered = time.perf_counter() - t0
         w.wait_idle(self.timeout)
         t_idle = time.perf_counter() - t0
         previews = w.stats.get("previews", 0) - previews0
         drawn = [m for m in rec.since(start) if m.touches(current, "putImageData")]
-        layer = _Layer((dh, dw))
-        for cmd in rec.commands(canvas=current):  # replay the layer from its very first command
-            layer.apply(cmd)
-        shown = layer.alpha > 0
+        # replay the layer from its very first command
+        shown = LayerReplay((dh, dw)).apply(rec.commands(canvas=current)).covered
         # What the last pointer position should show (the widget's own CSS -> image mapping).
         lx, ly = float(xs[-1]), float(ys[-1])
         ix = min(W - 1, max(0, math.floor(lx * (W / dw))))

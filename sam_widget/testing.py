@@ -1,34 +1,60 @@
-"""Test utilities: watch what a ``SamWidget`` sends to the browser, and click on it without one.
+"""Drive a ``SamWidget`` without a browser: record what it draws, send it what a page sends.
 
-Two tools, usable from tests, benchmarks and notebooks (no browser, no kernel needed):
+Usable from tests, benchmarks and notebooks (no browser, no kernel, no torch needed)::
+
+    from sam_widget.testing import CURRENT, EventInjector, LayerReplay, RecordingComm, layer_commands
+
+    with RecordingComm.install() as rec:
+        w = SamWidget(image, segmenter=seg).wait_ready()
+        ui = EventInjector(w)
+        ui.click_image(120, 80)                  # image pixel (column 120, row 80)
+        w.wait_idle()
+        patch = layer_commands(w, rec, CURRENT, name="putImageData")[-1]
+        patch.image                              # the RGBA patch the browser would paint
+        shown = LayerReplay(w._display_hw).apply(layer_commands(w, rec, CURRENT)).covered
+
+Coordinate systems (all ``(x, y)`` = ``(column, row)``):
+
+* **image pixels** -- of ``widget.image`` (``H x W``); prompts (``w.prompts``) are in these.
+* **display pixels** (canvas pixels) -- of the canvas bitmap, ``widget._display_hw`` =
+  ``(dh, dw)``; every drawing command's arguments (``putImageData`` position,
+  ``strokeRect``, ``fillCircle``, ...) are in these.
+* **CSS pixels** -- of the canvas *element* on the page, relative to its top-left corner,
+  whose on-screen size is ``css_w x css_h`` (``css_scale`` times the display size by
+  default). ipyevents reports pointer positions in these (``relativeX/Y``, rounded to whole
+  pixels with ``Math.round``) together with ``boundingRectWidth/Height``. The widget maps
+  them as ``display = css * dw / css_w`` and ``image = floor(display * W / dw)``.
+
+Contents:
 
 * :class:`RecordingComm` -- replaces the comm of ipycanvas' module-level canvas manager
-  (``ipycanvas.canvas._CANVAS_MANAGER``, through which every canvas drawing goes) and records
-  every message: the time it was handed to the comm, its exact bytes, and its decoded
-  drawing commands (which layer canvas, which command, which image). Use it as a context
-  manager::
-
-      with RecordingComm.install() as rec:
-          w = SamWidget(image, segmenter=seg).wait_ready()
-          EventInjector(w).click_image(120, 80)
-          w.wait_idle()
-      puts = rec.commands(name="putImageData", canvas=w._view.canvas[2])
-      overlay = puts[-1].image()            # the RGBA patch the browser would paint
-
-* :class:`EventInjector` -- delivers browser DOM events (as ipyevents sends them) to a
-  ``SamWidget`` through the same path a real event takes: the ipyevents ``Event`` widget's
-  ``_handle_msg`` with a ``{"method": "custom", "content": event}`` message.
+  (``ipycanvas.canvas._CANVAS_MANAGER``: every drawing of every canvas goes through it) and
+  records every message: when it was sent (``time.perf_counter()``), its bytes, and its
+  decoded :class:`DrawCommand` s. :meth:`RecordingComm.wait_for` blocks until a message shows up.
+* :func:`layer_commands`, :func:`prompt_layer`, :class:`LayerReplay` -- what one layer of the
+  widget (:data:`IMAGE`, :data:`OBJECTS`, :data:`CURRENT`, :data:`PROMPTS`) was sent, what the
+  prompt layer shows, and the pixels a browser shows after replaying a layer's commands.
+* :class:`EventInjector` -- sends ipyevents DOM events (mouse, keys) through the real message
+  path: the ipyevents ``Event`` widget's ``_handle_msg`` with a ``{"method": "custom"}`` message.
+* :func:`frontend_update`, :func:`frontend_click` -- the same for ordinary widgets (toggle
+  buttons, text boxes, buttons).
 
 Command decoding follows ipycanvas 0.14: ``buffers[0]`` is the JSON of either one command
 ``[id, args, n_buffers]`` or a batch (a list of such commands); ``switchCanvas`` commands
 (``[60, ["IPY_MODEL_<id>"]]``) select the canvas the following commands draw on, and each
 command's images / arrays are the next ``n_buffers`` of ``buffers[1:]``.
+
+Nothing here knows the widget's internals beyond ``w._events`` (the ipyevents ``Event``),
+``w._view.canvas`` (the ``MultiCanvas``) and ``w._display_hw``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import json
+import math
 import threading
 import time
 import uuid
@@ -37,14 +63,26 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .ui.canvas_view import CURRENT, IMAGE, OBJECTS, PROMPTS
+
 __all__ = [
     "RecordingComm",
     "RecordedMessage",
     "DrawCommand",
+    "LayerReplay",
     "EventInjector",
     "command_names",
     "decode_commands",
     "model_id",
+    "layer",
+    "layer_commands",
+    "prompt_layer",
+    "frontend_update",
+    "frontend_click",
+    "IMAGE",
+    "OBJECTS",
+    "CURRENT",
+    "PROMPTS",
 ]
 
 _MODEL_PREFIX = "IPY_MODEL_"
@@ -66,27 +104,50 @@ def model_id(widget_or_id: Any) -> str | None:
     return widget_or_id.model_id
 
 
+# ============================================================== recording the canvas comm
 @dataclass
 class DrawCommand:
     """One decoded ipycanvas command.
 
+    ``name``: the ipycanvas command name (``"putImageData"``, ``"clearRect"``, ...);
+    ``args``: its JSON arguments (positions and sizes in display pixels);
     ``canvas``: model id of the canvas it draws on (None before any ``switchCanvas``);
-    ``buffers``: the command's own binary buffers (the PNG/JPEG bytes of ``putImageData``).
+    ``buffers``: the command's own binary buffers (the PNG/JPEG bytes of ``putImageData``);
+    ``message``: index of the comm message it came in.
     """
 
     name: str
     args: list
     canvas: str | None
     buffers: list[bytes] = field(default_factory=list)
+    message: int = 0
 
-    def image(self) -> np.ndarray:
-        """The decoded image of a ``putImageData`` / image command (``H x W x C`` uint8)."""
+    @functools.cached_property
+    def _decoded(self) -> tuple[np.ndarray | None, str | None]:
         if not self.buffers:
-            raise ValueError(f"{self.name} carries no image buffer.")
+            return None, None
         from PIL import Image
 
         with Image.open(io.BytesIO(self.buffers[0])) as im:
-            return np.asarray(im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im)
+            return np.asarray(im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im), im.format
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The decoded image of ``putImageData`` (``h x w x 4`` RGBA for PNG, ``x 3`` for JPEG), or None.
+
+        Decoded on first access (recording stays cheap), then cached.
+        """
+        return self._decoded[0]
+
+    @property
+    def image_format(self) -> str | None:
+        """``"PNG"`` / ``"JPEG"`` for a command carrying an image, else None."""
+        return self._decoded[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Size of this command's binary buffers on the wire."""
+        return sum(len(b) for b in self.buffers)
 
     @property
     def xy(self) -> tuple[float, float]:
@@ -94,8 +155,11 @@ class DrawCommand:
         return float(self.args[0]), float(self.args[1])
 
 
-def decode_commands(buffers: list[bytes], current_canvas: str | None = None) -> tuple[list[DrawCommand], str | None]:
-    """Decode one canvas-manager message: ``(commands, canvas current after it)``."""
+def decode_commands(buffers: list[bytes], current_canvas: str | None = None, message: int = 0) -> tuple[list[DrawCommand], str | None]:
+    """Decode one canvas-manager message: ``(commands, canvas current after it)``.
+
+    ``switchCanvas`` commands are included (their ``canvas`` is the canvas they select).
+    """
     if not buffers:
         return [], current_canvas
     names = command_names()
@@ -113,7 +177,7 @@ def decode_commands(buffers: list[bytes], current_canvas: str | None = None) -> 
             current_canvas = model_id(args[0]) if args else None
         own = [bytes(b) for b in images[pos : pos + nbuf]]
         pos += nbuf
-        out.append(DrawCommand(name, args, current_canvas, own))
+        out.append(DrawCommand(name, args, current_canvas, own, message))
     return out, current_canvas
 
 
@@ -122,7 +186,9 @@ class RecordedMessage:
     """One message handed to the comm.
 
     ``t``: ``time.perf_counter()`` when ``send`` was called (before anything was copied);
-    ``data``: the JSON part; ``buffers``: the binary buffers' bytes; ``commands``: decoded.
+    ``data``: the JSON part; ``buffers``: the binary buffers' bytes; ``commands``: decoded
+    (each command's canvas as a front end connected since :meth:`RecordingComm.install` sees it);
+    ``thread``: name of the thread that sent it.
     """
 
     index: int
@@ -144,9 +210,9 @@ class RecordedMessage:
 
 
 class RecordingComm:
-    """A comm that records every message; install it on ipycanvas' canvas manager.
+    """A comm that records every message instead of sending it; install it on ipycanvas' canvas manager.
 
-    ``RecordingComm.install()`` swaps it in (keeping the manager's model id) and returns it;
+    ``RecordingComm.install()`` swaps it in (keeping the manager's comm id) and returns it;
     :meth:`uninstall` (or leaving the ``with`` block) puts the original comm back.
     Thread-safe: widgets draw from worker threads.
     """
@@ -167,12 +233,12 @@ class RecordingComm:
         t = time.perf_counter()
         bufs = [bytes(b) for b in (buffers or [])]
         with self._cond:
+            index = len(self.messages)
             try:
-                cmds, self._canvas = decode_commands(bufs, self._canvas)
+                cmds, self._canvas = decode_commands(bufs, self._canvas, index)
             except (ValueError, TypeError, IndexError, KeyError):
                 cmds = []
-            msg = RecordedMessage(len(self.messages), t, data, bufs, cmds, threading.current_thread().name)
-            self.messages.append(msg)
+            self.messages.append(RecordedMessage(index, t, data, bufs, cmds, threading.current_thread().name))
             self._cond.notify_all()
 
     def on_msg(self, callback: Callable) -> None:
@@ -233,14 +299,26 @@ class RecordingComm:
             return list(self.messages[start:])
 
     def commands(self, name: str | None = None, canvas: Any = None, start: int = 0) -> list[DrawCommand]:
-        """Every decoded command from message ``start`` on, filtered by name and canvas."""
+        """Every drawing command from message ``start`` on, filtered by name and canvas (a layer or model id).
+
+        Decoded as a page that connected at message ``start`` sees them: commands sent before
+        the first ``switchCanvas`` from ``start`` on have ``canvas=None``. ``switchCanvas``
+        commands themselves are left out unless ``name="switchCanvas"``.
+        """
         cid = model_id(canvas)
-        return [
-            c
-            for m in self.since(start)
-            for c in m.commands
-            if (name is None or c.name == name) and (canvas is None or c.canvas == cid)
-        ]
+        out: list[DrawCommand] = []
+        switched = False
+        for m in self.since(start):
+            for c in m.commands:
+                if c.name == "switchCanvas":
+                    switched = True
+                    if name != "switchCanvas":
+                        continue
+                elif not switched and c.canvas is not None:
+                    c = dataclasses.replace(c, canvas=None)
+                if (name is None or c.name == name) and (canvas is None or c.canvas == cid):
+                    out.append(c)
+        return out
 
     def find(self, predicate: Callable[[RecordedMessage], bool], start: int = 0) -> RecordedMessage | None:
         """The first message from ``start`` on for which ``predicate`` is true, or None."""
@@ -271,95 +349,316 @@ class RecordingComm:
         return sum(m.nbytes for m in self.since())
 
 
-class EventInjector:
-    """Sends ipyevents DOM events to a ``SamWidget`` through the real message path.
+# ============================================================== the widget's layers
+def layer(widget: Any, index: int) -> Any:
+    """Canvas ``index`` (:data:`IMAGE`, :data:`OBJECTS`, :data:`CURRENT`, :data:`PROMPTS`) of ``widget``."""
+    return widget._view.canvas[index]
 
-    Positions are canvas (display) pixels ``(x, y)``; they are reported as CSS pixels
-    ``relativeX/Y`` of a bounding box ``css_scale`` times the canvas size (1.0: the canvas
-    is shown at its own size; 2.0: stretched to twice its size by the page).
+
+def layer_commands(widget: Any, comm: RecordingComm, index: int, start: int = 0, name: str | None = None) -> list[DrawCommand]:
+    """Commands sent to layer ``index`` of ``widget`` from message ``start`` on (optionally only ``name``)."""
+    return comm.commands(name, canvas=layer(widget, index), start=start)
+
+
+def prompt_layer(widget: Any, comm: RecordingComm, start: int = 0) -> dict:
+    """What the prompt layer shows after its last full redraw (the last ``clear``).
+
+    Returns ``{"markers": [(x, y, fill_style)], "rects": [(x, y, w, h, dashed)]}`` in
+    display pixels.
+    """
+    import ipycanvas
+
+    fill_attr = ipycanvas.Canvas.ATTRS["fill_style"]
+    cmds = layer_commands(widget, comm, PROMPTS, start)
+    last_clear = max((i for i, c in enumerate(cmds) if c.name == "clear"), default=-1)
+    fill, dashed = None, False
+    markers: list = []
+    rects: list = []
+    for c in cmds[last_clear + 1 :]:
+        if c.name == "set" and c.args and c.args[0] == fill_attr:
+            fill = c.args[1]
+        elif c.name == "setLineDash":
+            dashed = bool(c.args and c.args[0])
+        elif c.name == "fillCircle":
+            markers.append((c.args[0], c.args[1], fill))
+        elif c.name == "strokeRect":
+            rects.append((*c.args[:4], dashed))
+    return {"markers": markers, "rects": rects}
+
+
+class LayerReplay:
+    """Paints recorded commands of one canvas onto an ``(h, w, 4)`` uint8 RGBA array (display pixels).
+
+    Understands what a mask layer uses: ``clear``, ``clearRect``, ``putImageData``
+    (source-over compositing, like the ipycanvas front end's drawImage of the bitmap).
+    Other commands (strokes, fills) are ignored. ``apply`` returns the replay, so
+    ``LayerReplay(w._display_hw).apply(cmds).covered`` works.
     """
 
-    def __init__(self, widget: Any, css_scale: float = 1.0) -> None:
+    def __init__(self, size_hw: tuple[int, int]) -> None:
+        self.rgba = np.zeros((*size_hw, 4), np.uint8)
+
+    def apply(self, commands: Iterable[DrawCommand]) -> "LayerReplay":
+        for c in commands:
+            if c.name == "clear":
+                self.rgba[:] = 0
+            elif c.name == "clearRect":
+                x, y, w, h = (int(round(float(v))) for v in c.args[:4])
+                self.rgba[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = 0
+            elif c.name == "putImageData" and c.image is not None:
+                x, y = (int(round(float(v))) for v in (list(c.args[:2]) + [0, 0])[:2])
+                img = c.image
+                patch = img if img.shape[-1] == 4 else np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+                ph, pw = patch.shape[:2]
+                dst = self.rgba[max(0, y) : y + ph, max(0, x) : x + pw]
+                src = patch[max(0, -y) :, max(0, -x) :][: dst.shape[0], : dst.shape[1]]
+                a = src[..., 3:4].astype(np.float64) / 255
+                da = dst[..., 3:4].astype(np.float64) / 255
+                out_a = a + da * (1 - a)
+                rgb = np.where(out_a > 0, (src[..., :3] * a + dst[..., :3] * da * (1 - a)) / np.maximum(out_a, 1e-9), 0)
+                dst[..., :3] = np.rint(rgb).astype(np.uint8)
+                dst[..., 3] = np.rint(out_a[..., 0] * 255).astype(np.uint8)
+        return self
+
+    @property
+    def covered(self) -> np.ndarray:
+        """``(h, w)`` bool: pixels with any paint on them."""
+        return self.rgba[..., 3] > 0
+
+
+# ============================================================== injecting browser events
+def _send_custom(widget: Any, content: dict) -> None:
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def frontend_update(widget: Any, **state: Any) -> None:
+    """The browser changed ``state`` of ``widget`` (e.g. ``index=2`` of a ToggleButtons)."""
+    widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
+
+
+def frontend_click(button: Any) -> None:
+    """The user clicked an ipywidgets ``Button`` in the page."""
+    _send_custom(button, {"event": "click"})
+
+
+def _js_round(v: float) -> int:
+    """JavaScript's ``Math.round`` (halves round up), as ipyevents uses for ``relativeX/Y``."""
+    return int(math.floor(float(v) + 0.5))
+
+
+_BUTTON_BITS = {0: 1, 1: 4, 2: 2}  # MouseEvent.button -> its bit in MouseEvent.buttons
+_KEY_CODES = {
+    "Enter": "Enter",
+    "Escape": "Escape",
+    "?": "Slash",
+    "Shift": "ShiftLeft",
+    "Control": "ControlLeft",
+    "Meta": "MetaLeft",
+    "Alt": "AltLeft",
+}
+
+
+class EventInjector:
+    """Sends ipyevents DOM events to a ``SamWidget``'s canvas, as the browser would.
+
+    Positions passed to the mouse methods are **CSS pixels** relative to the canvas element,
+    whose on-screen size is ``css_size = (width, height)``; by default ``css_scale`` times the
+    canvas (display) size -- 1.0: shown at its own size; 1.37: enlarged by browser zoom or page
+    CSS. ``relativeX/Y`` are rounded to whole CSS pixels like ipyevents does (``Math.round``)
+    unless ``round_css=False`` (then fractional positions are sent as given, so any display or
+    image position can be hit exactly). ``left``/``top``: the element's page position (only in
+    ``clientX``/``pageX``/... fields, which the widget must not use).
+
+    Use :meth:`css_of` (image pixel -> CSS) and :meth:`image_pixel` (CSS -> the image pixel
+    the widget will see) to convert; :meth:`click_image` clicks an image pixel directly.
+    ``buttons`` tracks the pressed mouse buttons (``MouseEvent.buttons``); ``sent`` counts events.
+    """
+
+    def __init__(
+        self,
+        widget: Any,
+        css_size: tuple[float, float] | None = None,
+        *,
+        css_scale: float = 1.0,
+        round_css: bool = True,
+        left: float = 37.0,
+        top: float = 211.0,
+    ) -> None:
         self.widget = widget
         self.event = widget._events
-        self.css_scale = float(css_scale)
+        if css_size is None:
+            dh, dw = self.display_hw
+            css_size = (dw * float(css_scale), dh * float(css_scale))
+        self.css_w, self.css_h = float(css_size[0]), float(css_size[1])
+        self.round_css = bool(round_css)
+        self.left, self.top = float(left), float(top)
+        self.buttons = 0
+        self.t = 1000.0  # the events' ``timeStamp`` (ms), +16 per event
         self.sent = 0
 
-    # ---------------------------------------------------------------- geometry
+    # -- coordinates ----------------------------------------------------------------------
     @property
     def display_hw(self) -> tuple[int, int]:
+        """``(h, w)`` of the canvas bitmap (display pixels)."""
         return tuple(self.widget._display_hw)
 
-    def image_to_display(self, ix: float, iy: float) -> tuple[float, float]:
-        """Display position of the centre of image pixel ``(ix, iy)`` (column, row)."""
+    def _css(self, v: float) -> float:
+        return float(_js_round(v)) if self.round_css else float(v)
+
+    def display_to_css(self, x: float, y: float) -> tuple[float, float]:
+        """CSS position of display position ``(x, y)``."""
+        dh, dw = self.display_hw
+        return x * self.css_w / dw, y * self.css_h / dh
+
+    def image_pixel(self, x: float, y: float) -> tuple[int, int]:
+        """The image pixel ``(col, row)`` the widget sees for CSS position ``(x, y)`` (after rounding like ipyevents)."""
         H, W = self.widget.image.shape[:2]
-        dh, dw = self.display_hw
-        return (ix + 0.5) * dw / W, (iy + 0.5) * dh / H
+        rx, ry = self._css(x), self._css(y)
+        return (
+            min(W - 1, max(0, math.floor(rx * W / self.css_w))),
+            min(H - 1, max(0, math.floor(ry * H / self.css_h))),
+        )
 
-    # ---------------------------------------------------------------- raw events
-    def send(self, ev: dict) -> None:
+    def css_of(self, ix: float, iy: float) -> tuple[float, float]:
+        """The CSS position of the centre of image pixel ``(ix, iy)``.
+
+        ipyevents rounds to whole CSS pixels, so when a CSS pixel spans several image pixels
+        the event lands on a neighbour: use :meth:`image_pixel` for the expected pixel, or
+        :meth:`css_hitting` for a position that lands on ``(ix, iy)`` itself.
+        """
+        H, W = self.widget.image.shape[:2]
+        return (ix + 0.5) * self.css_w / W, (iy + 0.5) * self.css_h / H
+
+    def css_hitting(self, ix: int, iy: int) -> tuple[float, float]:
+        """A CSS position over image pixel ``(ix, iy)``: with ``round_css`` off, its (fractional)
+        centre, which the widget maps to exactly ``(ix, iy)``; with it on, the whole CSS pixel
+        nearest that centre that maps to ``(ix, iy)`` -- or, if there is none (the page shows the
+        image smaller than its pixel size, a CSS pixel spans several image pixels), the centre,
+        which ipyevents rounds onto a neighbour (:meth:`image_pixel` says which)."""
+        H, W = self.widget.image.shape[:2]
+        cx, cy = self.css_of(ix, iy)
+        if not self.round_css:
+            return cx, cy
+
+        def axis(centre: float, i: int, n: int, size: float) -> float:
+            best = None
+            for v in range(math.floor(centre) - 1, math.ceil(centre) + 2):
+                if min(n - 1, max(0, math.floor(v * n / size))) == i and (best is None or abs(v - centre) < abs(best - centre)):
+                    best = v
+            return float(best) if best is not None else centre
+
+        return axis(cx, int(ix), W, self.css_w), axis(cy, int(iy), H, self.css_h)
+
+    # -- raw events -----------------------------------------------------------------------
+    def send(self, content: dict) -> None:
         """Deliver one event dict exactly as the ipyevents front end would."""
+        self.t += 16.0
         self.sent += 1
-        self.event._handle_msg({"content": {"data": {"method": "custom", "content": ev}}, "buffers": []})
+        _send_custom(self.event, content)
 
-    def _mouse(self, kind: str, x: float, y: float, button: int = 0, shift: bool = False, ctrl: bool = False, meta: bool = False) -> dict:
-        dh, dw = self.display_hw
-        s = self.css_scale
-        return {
-            "type": kind,
-            "button": int(button),
-            "buttons": {0: 1, 1: 4, 2: 2}.get(int(button), 0) if kind == "mousedown" else 0,
-            "shiftKey": bool(shift),
-            "ctrlKey": bool(ctrl),
-            "metaKey": bool(meta),
-            "altKey": False,
-            "relativeX": float(x) * s,
-            "relativeY": float(y) * s,
-            "boundingRectWidth": dw * s,
-            "boundingRectHeight": dh * s,
-        }
+    def _mods(self, shift: bool, ctrl: bool, meta: bool, alt: bool) -> dict:
+        return {"shiftKey": bool(shift), "ctrlKey": bool(ctrl), "metaKey": bool(meta), "altKey": bool(alt)}
 
-    def mouse_down(self, x: float, y: float, button: int = 0, shift: bool = False, ctrl: bool = False) -> None:
-        self.send(self._mouse("mousedown", x, y, button, shift, ctrl))
+    def mouse(self, type: str, x: float, y: float, button: int = 0, *, shift=False, ctrl=False, meta=False, alt=False) -> None:
+        """One mouse event of ``type`` at CSS position ``(x, y)``, with the current :attr:`buttons`."""
+        rx, ry = self._css(x), self._css(y)
+        cx, cy = self.left + rx, self.top + ry
+        ox, oy = _js_round(rx), _js_round(ry)
+        self.send(
+            {
+                "type": type,
+                "timeStamp": self.t,
+                **self._mods(shift, ctrl, meta, alt),
+                "button": int(button),
+                "buttons": self.buttons,
+                "clientX": cx,
+                "clientY": cy,
+                "pageX": cx,
+                "pageY": cy + 400,
+                "screenX": cx + 10,
+                "screenY": cy + 90,
+                "x": cx,
+                "y": cy,
+                "offsetX": ox,
+                "offsetY": oy,
+                "layerX": ox,
+                "layerY": oy,
+                "movementX": 0,
+                "movementY": 0,
+                "relativeX": rx if not self.round_css else int(rx),
+                "relativeY": ry if not self.round_css else int(ry),
+                "boundingRectWidth": self.css_w,
+                "boundingRectHeight": self.css_h,
+                "boundingRectTop": self.top,
+                "boundingRectLeft": self.left,
+                "boundingRectBottom": self.top + self.css_h,
+                "boundingRectRight": self.left + self.css_w,
+                "target": {"tagName": "DIV", "id": "", "className": "multi-canvas"},
+            }
+        )
 
-    def mouse_up(self, x: float, y: float, button: int = 0, shift: bool = False, ctrl: bool = False) -> None:
-        self.send(self._mouse("mouseup", x, y, button, shift, ctrl))
-
-    def mouse_move(self, x: float, y: float, shift: bool = False) -> None:
-        self.send(self._mouse("mousemove", x, y, 0, shift))
-
-    def mouse_leave(self) -> None:
-        self.send(self._mouse("mouseleave", -1.0, -1.0))
-
-    # ---------------------------------------------------------------- gestures
-    def click(self, x: float, y: float, button: int = 0, shift: bool = False) -> None:
-        """Press and release at display position ``(x, y)`` (right button: ``button=2``)."""
-        self.mouse_down(x, y, button, shift)
-        self.mouse_up(x, y, button, shift)
-
-    def click_image(self, ix: float, iy: float, button: int = 0, shift: bool = False) -> None:
-        """Click on the centre of image pixel ``(ix, iy)``."""
-        self.click(*self.image_to_display(ix, iy), button=button, shift=shift)
-
-    def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 5) -> None:
-        """Press at ``(x0, y0)``, move in ``steps`` to ``(x1, y1)`` and release (a box)."""
-        self.mouse_down(x0, y0)
-        for i in range(1, steps + 1):
-            f = i / steps
-            self.mouse_move(x0 + (x1 - x0) * f, y0 + (y1 - y0) * f)
-        self.mouse_up(x1, y1)
-
-    def key(self, key: str, ctrl: bool = False, shift: bool = False, meta: bool = False) -> None:
-        """A ``keydown`` event (``key`` as the browser names it: "Enter", "Escape", "z", "1")."""
+    def key(self, key: str, *, shift=False, ctrl=False, meta=False, alt=False) -> None:
+        """A ``keydown`` of ``key`` (the DOM ``KeyboardEvent.key``: "Enter", "Escape", "z", "Z", "1", "?")."""
+        code = _KEY_CODES.get(key)
+        if code is None:
+            code = f"Digit{key}" if key.isdigit() else f"Key{key.upper()}"
         self.send(
             {
                 "type": "keydown",
+                "timeStamp": self.t,
+                **self._mods(shift, ctrl, meta, alt),
                 "key": key,
-                "code": "",
-                "shiftKey": bool(shift),
-                "ctrlKey": bool(ctrl),
-                "metaKey": bool(meta),
-                "altKey": False,
+                "code": code,
+                "location": 0,
                 "repeat": False,
+                "target": {"tagName": "DIV", "id": "", "className": "multi-canvas"},
             }
         )
+
+    # -- mouse primitives (CSS pixels) ---------------------------------------------------------
+    def mouse_down(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+        self.buttons |= _BUTTON_BITS[button]
+        self.mouse("mousedown", x, y, button, shift=shift, ctrl=ctrl)
+
+    def mouse_up(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+        self.buttons &= ~_BUTTON_BITS[button]
+        self.mouse("mouseup", x, y, button, shift=shift, ctrl=ctrl)
+
+    def mouse_move(self, x: float, y: float, *, shift: bool = False) -> None:
+        self.mouse("mousemove", x, y, 0, shift=shift)
+
+    def mouse_leave(self) -> None:
+        """The pointer leaves the canvas (reported just outside it)."""
+        self.mouse("mouseleave", -5, -5, 0)
+
+    # -- gestures (CSS pixels) -----------------------------------------------------------------
+    def click(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+        """Press and release at ``(x, y)`` (right button: ``button=2``, followed by ``contextmenu``)."""
+        self.mouse_down(x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse_up(x, y, button, shift=shift, ctrl=ctrl)
+        if button == 2:
+            self.mouse("contextmenu", x, y, 2, shift=shift, ctrl=ctrl)
+
+    def shift_click(self, x: float, y: float) -> None:
+        self.click(x, y, shift=True)
+
+    def right_click(self, x: float, y: float) -> None:
+        self.click(x, y, button=2)
+
+    def click_image(self, ix: int, iy: int, button: int = 0, *, shift: bool = False) -> None:
+        """Click on image pixel ``(ix, iy)`` (at :meth:`css_hitting`: exact with ``round_css=False``
+        or whenever a whole CSS pixel lies over it)."""
+        self.click(*self.css_hitting(ix, iy), button=button, shift=shift)
+
+    def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 6, *, shift: bool = False) -> None:
+        """Press at ``(x0, y0)``, move in ``steps`` to ``(x1, y1)``, release there (a box)."""
+        self.mouse_down(x0, y0, shift=shift)
+        for i in range(1, steps + 1):
+            f = i / steps
+            self.mouse_move(x0 + (x1 - x0) * f, y0 + (y1 - y0) * f, shift=shift)
+        self.mouse_up(x1, y1, shift=shift)
+
+    def reconnect(self) -> None:
+        """A browser (re)displays the widget: every canvas view reports ``client_ready``."""
+        for c in self.widget._view.canvas._canvases:
+            _send_custom(c, {"event": "client_ready"})

@@ -123,7 +123,7 @@ def test_recorder_and_injector_drive_a_widget(tiny_sam, sample_rgb):
             assert msg is not None and msg.nbytes > 0 and msg.thread != ""
             puts = rec.commands("putImageData", canvas=current, start=start)
             if w.mask.any():
-                img = puts[-1].image()
+                img = puts[-1].image
                 assert img.ndim == 3 and img.shape[2] == 4
             inj.click_image(200, 80, button=2)  # right click: negative point
             w.wait_idle(60)

@@ -31,22 +31,22 @@ from sam_widget import SamWidget, Segmenter
 from sam_widget.render import fit_size, resize_mask, resize_rgb
 from sam_widget.state import object_color
 from sam_widget.ui.widget import _CURRENT_COLOR, _PREVIEW_COLOR
-from widget_driver import (
+from sam_widget.testing import (
     CURRENT,
     IMAGE,
     OBJECTS,
     PROMPTS,
     EventInjector,
     LayerReplay,
-    SlowSegmenter,
-    blob_sam,
+    RecordingComm,
     frontend_click,
     frontend_update,
     layer_commands,
     prompt_layer,
-    recording_canvas_comm,
 )
+from widget_driver import SlowSegmenter, blob_sam
 
+ZOOM = 1.37  # the page shows the canvas 1.37x its pixel size (browser zoom): CSS px != canvas px
 SMALL = make_image(333, 517, seed=1)  # shown at 200 px: 129 x 200
 BIG = make_image(1200, 1600, seed=2)  # shown at 400 px: 300 x 400
 SMALL.setflags(write=False)
@@ -71,7 +71,7 @@ def _one_torch_thread():
 @pytest.fixture
 def comm():
     """Everything the canvases send to the browser, recorded."""
-    with recording_canvas_comm() as rec:
+    with RecordingComm.install() as rec:
         yield rec
 
 
@@ -171,7 +171,7 @@ def test_click_shift_click_and_right_click_are_points_in_image_pixels(make_widge
     canvas = w._view.canvas
     assert (canvas.height, canvas.width) == display_hw == fit_size((H, W), display_size)
     assert canvas.layout.width == f"{display_hw[1]}px"  # fixed CSS size: JupyterLab must not stretch it
-    ui = EventInjector(w)  # ... but the page shows it 1.37x larger anyway (zoom)
+    ui = EventInjector(w, css_scale=ZOOM)  # ... but the page shows it 1.37x larger anyway (zoom)
     assert ui.css_w != canvas.width
     ref = reference(tiny_sam, image)
 
@@ -218,7 +218,7 @@ def test_drag_draws_a_box_that_replaces_the_old_box_and_combines_with_points(mak
     w = make_widget(SMALL, display_size=200).wait_ready()
     H, W = SMALL.shape[:2]
     dh, dw = w._display_hw
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     ref = reference(tiny_sam, SMALL)
     css = lambda fx, fy: (fx * ui.css_w, fy * ui.css_h)  # noqa: E731
 
@@ -260,8 +260,8 @@ def test_drag_draws_a_box_that_replaces_the_old_box_and_combines_with_points(mak
     before = w.prompts
     ui.buttons |= 1
     ui.mouse("mousedown", *css(0.3, 0.3))
-    ui.move(*css(0.1, 0.1))
-    ui.leave()
+    ui.mouse_move(*css(0.1, 0.1))
+    ui.mouse_leave()
     ui.buttons &= ~1
     ui.mouse("mouseup", *css(0.1, 0.1))
     assert w.prompts == before
@@ -278,7 +278,7 @@ def test_drag_draws_a_box_that_replaces_the_old_box_and_combines_with_points(mak
 
 def test_keyboard_shortcuts(make_widget, tiny_sam):
     w = make_widget(SMALL, display_size=200).wait_ready()
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     ref = reference(tiny_sam, SMALL)
     at = ui.css_of(200, 150)
     ui.click(*at)
@@ -373,7 +373,7 @@ def test_keyboard_shortcuts(make_widget, tiny_sam):
 
 def test_toolbar_and_side_panel_work_from_the_page(make_widget, tiny_sam):
     w = make_widget(SMALL, display_size=200).wait_ready()
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     ref = reference(tiny_sam, SMALL)
 
     frontend_update(w._mode, index=1)  # the user presses "- negative"
@@ -443,7 +443,7 @@ def test_a_mask_update_sends_a_cropped_png_patch_that_shows_the_mask(make_widget
     ref = reference(sam, SMALL)
     w = make_widget(SMALL, segmenter=Segmenter(sam, exact=True), display_size=200).wait_ready()
     dh, dw = w._display_hw
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
 
     mark = comm.mark()
     at = ui.css_of(150, 120)
@@ -498,7 +498,7 @@ def test_objects_layer_shows_objects_in_their_colours_and_is_not_resent_by_promp
     w = make_widget(SMALL, segmenter=Segmenter(sam, exact=True), display_size=200).wait_ready()
     H, W = SMALL.shape[:2]
     dh, dw = w._display_hw
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
 
     mark = comm.mark()
     ui.click(*ui.css_of(150, 120))
@@ -590,7 +590,7 @@ def test_clicks_during_encoding_are_kept_and_answered_once_ready(make_widget, ti
         w.wait_ready(timeout=0.01)
     assert "encoding" in w._status.value
 
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     a, b, c = ui.css_of(100, 80), ui.css_of(300, 200), ui.css_of(450, 300)
     t0 = time.perf_counter()
     ui.click(*a)
@@ -632,10 +632,10 @@ def test_a_moving_pointer_sees_previews_follow_it_not_only_when_it_stops(make_wi
     sam = blob_sam()
     seg = SlowSegmenter(sam, predict_delay=0.03)
     w = make_widget(SMALL, segmenter=seg, display_size=200, hover=True).wait_ready()
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     since = len(comm.messages)
     for t in np.linspace(0, 1, 40):  # a pointer moving for ~0.4 s, faster than predictions
-        ui.move(ui.css_w * (0.1 + 0.8 * t), ui.css_h * 0.5)
+        ui.mouse_move(ui.css_w * (0.1 + 0.8 * t), ui.css_h * 0.5)
         time.sleep(0.01)
     w.wait_idle()
     drawn = layer_commands(w, comm, CURRENT, since, name="putImageData")
@@ -647,7 +647,7 @@ def test_rapid_clicks_are_coalesced_and_the_last_state_wins(make_widget, tiny_sa
     seg = SlowSegmenter(tiny_sam, predict_delay=0.05)
     w = make_widget(SMALL, segmenter=seg, display_size=200).wait_ready()
     ref = reference(tiny_sam, SMALL)
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     rng = np.random.default_rng(7)
     pts, labels = [], []
     t0 = time.perf_counter()
@@ -685,7 +685,7 @@ def test_hover_previews_are_coalesced_and_follow_the_pointer(make_widget, comm):
     seg = SlowSegmenter(sam, predict_delay=0.03)
     ref = reference(sam, SMALL)
     w = make_widget(SMALL, segmenter=seg, display_size=200).wait_ready()
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     ui.key("h")
     assert w.hover
     seen = []
@@ -695,7 +695,7 @@ def test_hover_previews_are_coalesced_and_follow_the_pointer(make_widget, comm):
     path = [(ui.css_w * (0.1 + 0.8 * t), ui.css_h * (0.2 + 0.6 * t)) for t in np.linspace(0, 1, 200)]
     t0 = time.perf_counter()
     for x, y in path:
-        ui.move(x, y)
+        ui.mouse_move(x, y)
     spent = time.perf_counter() - t0
     w.wait_idle()
     assert spent < 200 * seg.predict_delay
@@ -709,12 +709,12 @@ def test_hover_previews_are_coalesced_and_follow_the_pointer(make_widget, comm):
     assert w.prompts.is_empty and not w.mask.any() and w.value == v0 and seen == []
 
     # leaving the canvas removes the preview
-    ui.leave()
+    ui.mouse_leave()
     assert not shown_layer(w, comm, CURRENT).covered.any()
     assert w.value == v0 and seen == []
 
     # back in, a click replaces the preview with the real mask
-    ui.move(*ui.css_of(300, 200))
+    ui.mouse_move(*ui.css_of(300, 200))
     ui.click(*ui.css_of(300, 200))
     w.wait_idle()
     pred = assert_mask_is_reference(w, ref)
@@ -723,7 +723,7 @@ def test_hover_previews_are_coalesced_and_follow_the_pointer(make_widget, comm):
     assert (shown.rgba[shown.covered][:, :3] == _CURRENT_COLOR).all()
     # no previews once there are prompts
     n = w.stats["previews"]
-    ui.move(*ui.css_of(100, 100))
+    ui.mouse_move(*ui.css_of(100, 100))
     w.wait_idle()
     assert w.stats["previews"] == n
 
@@ -733,7 +733,7 @@ def test_the_mask_is_drawn_when_objects_change_while_a_prediction_runs(make_widg
     seg = SlowSegmenter(sam)
     ref = reference(sam, SMALL)
     w = make_widget(SMALL, segmenter=seg, display_size=200).wait_ready()
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     w.add_point(120, 100)
     w.commit("first")
     seg.predict_delay = 0.4
@@ -752,7 +752,7 @@ def test_a_late_answer_never_paints_over_a_newer_state(make_widget, comm):
     seg = SlowSegmenter(sam)
     ref = reference(sam, SMALL)
     w = make_widget(SMALL, segmenter=seg, display_size=200).wait_ready()
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     w.add_point(120, 100)
     ra = ref.predict(points=[[120, 100]], labels=[1])
     seg.predict_delay = 0.3
@@ -776,7 +776,7 @@ def test_two_widgets_sharing_one_segmenter_each_segment_their_own_image(make_wid
     w1.wait_ready()
     w2.wait_ready()
     ref1, ref2 = reference(tiny_sam, SMALL), reference(tiny_sam, other)
-    ui1, ui2 = EventInjector(w1), EventInjector(w2, css_size=(180, 104))
+    ui1, ui2 = EventInjector(w1, css_scale=ZOOM), EventInjector(w2, css_size=(180, 104))
     ui1.click(*ui1.css_of(200, 100))
     ui2.click(*ui2.css_of(50, 60))
     ui1.shift_click(*ui1.css_of(400, 300))
@@ -799,7 +799,7 @@ def test_redisplay_redraws_every_layer_without_counting_a_change(make_widget, co
     w = make_widget(SMALL, segmenter=Segmenter(sam, exact=True), display_size=200).wait_ready()
     ref = reference(sam, SMALL)
     dh, dw = w._display_hw
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     w.add_point(150, 120)
     w.commit()
     w.add_point(400, 250)
@@ -813,7 +813,7 @@ def test_redisplay_redraws_every_layer_without_counting_a_change(make_widget, co
     mark = comm.mark()
     ui.reconnect()  # the notebook is reloaded: a fresh page with blank canvases
     w.wait_idle()
-    cmds = comm.commands(mark)
+    cmds = comm.commands(start=mark)
     assert cmds and all(c.canvas is not None for c in cmds), "a batch did not start with switchCanvas"
     image = layer_commands(w, comm, IMAGE, mark, "putImageData")
     assert len(image) == 1 and image[0].image.shape == (dh, dw, 4)
@@ -854,7 +854,7 @@ def test_on_change_and_value_observers_run_once_per_change_with_the_new_state(ma
     assert values[-1] == 5 and len(seen) == 5
 
     # a click in the page: the callback runs (on the worker thread) with the new mask
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     ui.click(*ui.css_of(300, 200))
     w.wait_idle()
     assert values[-1] == 6 and len(seen) == 6
@@ -891,7 +891,7 @@ def test_model_load_failure_is_reported_and_nothing_crashes(comm, tmp_path, mode
         assert message in str(err.value)
         assert "not ready" in w._status.value and message in w._status.value
         assert layer_commands(w, comm, IMAGE, 0, "putImageData")  # the image is still shown
-        ui = EventInjector(w)
+        ui = EventInjector(w, css_scale=ZOOM)
         ui.click(*ui.css_of(100, 100))
         ui.key("Enter")
         ui.key("z", ctrl=True)
@@ -1273,7 +1273,7 @@ def test_a_callback_may_add_prompts_after_a_browser_click_without_deadlock(make_
             ww.add_point(10, 10, label=0)  # runs on the worker thread: answered inline
 
     w.on_change(add_negative_once)
-    ui = EventInjector(w)
+    ui = EventInjector(w, css_scale=ZOOM)
     ui.click(*ui.css_of(300, 200))
     w.wait_idle(timeout=30)
     assert added == [True]
