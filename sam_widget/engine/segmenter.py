@@ -22,11 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import Sam
+from segment_anything.modeling import ImageEncoderViT, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..images import to_rgb_uint8
 from .cache import DiskCache, DiskEntry, MemoryLRU, image_key
+from .fast import fast_encoder_forward
 
 __all__ = ["Segmenter", "Prediction", "DEFAULT_MEMORY_CACHE_BYTES"]
 
@@ -203,6 +204,16 @@ class Segmenter:
         return self.sam.device
 
     @property
+    def speedups(self) -> tuple[str, ...]:
+        """Names of the speed-ups in use (empty in exact mode)."""
+        if self.exact:
+            return ()
+        out = ["lazy full-size masks", "display-size masks for overlays"]
+        if isinstance(self.sam.image_encoder, ImageEncoderViT):
+            out.insert(0, "SDPA encoder attention")
+        return tuple(out)
+
+    @property
     def is_image_set(self) -> bool:
         return self._features is not None
 
@@ -316,7 +327,12 @@ class Segmenter:
         input_image = self.transform.apply_image(rgb)
         x = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         input_size = (int(x.shape[-2]), int(x.shape[-1]))
-        features = self.sam.image_encoder(self.sam.preprocess(x))
+        x = self.sam.preprocess(x)
+        enc = self.sam.image_encoder
+        if self.exact or not isinstance(enc, ImageEncoderViT):
+            features = enc(x)
+        else:  # SDPA attention with the relative-position bias as a mask; the model is not touched
+            features = fast_encoder_forward(enc, x)
         self.stats["encoder_calls"] += 1
         self.stats["last_encode_s"] = time.perf_counter() - t0
         return features, (int(rgb.shape[0]), int(rgb.shape[1])), input_size

@@ -1,0 +1,576 @@
+"""A faster SAM image encoder: same weights, same maths, less time.
+
+``accelerate(sam)`` makes ``sam.image_encoder`` (a segment_anything ``ImageEncoderViT``)
+run a rewritten forward pass; everything that calls the encoder (``SamPredictor``,
+``SamAutomaticMaskGenerator``, :class:`sam_widget.engine.segmenter.Segmenter`) gets the
+speed-up. ``deaccelerate(sam)`` (or ``report.undo()``) puts the original forward back, after
+which the model is bit-identical to an untouched one (no parameter is ever modified).
+
+What the fast forward does differently (all in fp32, the same parameters):
+
+* Attention uses ``torch.nn.functional.scaled_dot_product_attention`` (a fused
+  flash-attention kernel on CPU and CUDA) with SAM's decomposed relative-position bias
+  (``rel_h + rel_w`` of segment_anything's ``add_decomposed_rel_pos``) passed as an additive
+  ``attn_mask``. The reference instead materialises, for each global-attention block, a
+  ``heads x 4096 x 4096`` score matrix several times (805 MB each for ViT-B) and adds the
+  bias with slow broadcasting kernels; that is most of its time on a CPU.
+* The bias mask is built in bounded chunks (at most :data:`MASK_BUDGET_BYTES` at once,
+  about :data:`QUERY_CHUNK` queries per kernel call) into one reused buffer with a single
+  broadcasting add, instead of the reference's three passes over fresh 805 MB tensors.
+* Global blocks pass strided ``q, k, v`` views straight to the kernel (no copies); windowed
+  blocks partition ``qkv`` into the kernel's layout with one copy, and un-partition, crop and
+  add the residual in one pass. Residual additions reuse temporaries.
+* The MLP runs in chunks of :data:`MLP_CHUNK_TOKENS` tokens (bounded memory for large
+  inputs / batches; one chunk for a single 1024 x 1024 image).
+* The relative-position tables (``get_rel_pos``) are cached per attention layer and
+  recomputed whenever the parameters change (tracked by their version counter).
+
+Few, large operations on purpose: on a loaded 2-core machine every multi-threaded operation
+pays a scheduling delay, so finer chunking (which wins a few % on an idle core) loses there.
+
+Numerics: only the floating-point summation order differs. On ``random_sam("vit_b", 0)``
+the image embedding differs from the reference by ~1e-5 (max abs, values of order 1) and
+masks / IoU scores through ``SamPredictor`` are unchanged to well within 0.1 % of pixels /
+1e-3 (see ``tests/test_fast.py`` and ``/tmp/bench_encoder.py``).
+
+When the fast path is NOT used (the original forward runs instead, so results are exact):
+gradients are required (``torch.is_grad_enabled()`` and the input or any encoder parameter
+requires grad; ``SamPredictor`` runs under ``no_grad``), or a block / attention layer is not
+exactly segment_anything's ``Block`` / ``Attention`` class or has forward hooks.
+
+Measured on the project's 2-core AVX2 CPU, shared with other jobs (vit_b random weights,
+768 x 1024 image, ``SamPredictor.set_image``, interleaved runs in one process, medians):
+
+* 1 intra-op thread (fair share under load): official 19.3 CPU-s, fast 9.8 CPU-s -> 0.51x
+  (wall 37.7 s vs 18.8 s -> 0.50x).
+* 2 threads (torch's default), load 4-5: official 19.3 CPU-s, fast 11.6 CPU-s -> 0.60x; wall
+  times vary from 0.50x to 0.88x per pair, as a loaded machine schedules the two threads
+  of a process unevenly (median 27.6 s vs 20.2 s).
+* first call in a fresh process: official 21.6 s (19.4 CPU-s), fast 16.0 s (12.1 CPU-s).
+* ``torch.compile`` of the fast forward: first call 96.5 s (35.4 CPU-s) with an empty cache,
+  18.9 s (15.0 CPU-s, i.e. ~3 CPU-s of compile overhead) in a new process with the cache
+  warm, then 11.6 CPU-s per call - the same as eager (11.5). Hence ``compile="auto"`` means
+  *no compile*.
+
+CUDA: the code is device-agnostic (every buffer is created on the input's device) and
+``precision="bf16"`` runs the encoder under ``torch.autocast("cuda", torch.bfloat16)``.
+It has NOT been tested on a GPU (none was available while writing it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from segment_anything.modeling.image_encoder import (
+    Attention,
+    Block,
+    ImageEncoderViT,
+    get_rel_pos,
+)
+
+__all__ = [
+    "AccelerationReport",
+    "AcceleratedImageEncoderViT",
+    "accelerate",
+    "deaccelerate",
+    "is_accelerated",
+    "fast_encoder_forward",
+    "compile_cache_dir",
+    "MASK_BUDGET_BYTES",
+    "QUERY_CHUNK",
+    "MLP_CHUNK_TOKENS",
+]
+
+#: Bytes of additive attention mask materialised at once (per kernel call).
+MASK_BUDGET_BYTES = 256 * 1024 * 1024
+#: Target number of queries per attention kernel call in global-attention blocks.
+QUERY_CHUNK = 1024
+#: Tokens per MLP chunk (eager mode).
+MLP_CHUNK_TOKENS = 4096
+
+_PRECISIONS = ("fp32", "bf16")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _compiling() -> bool:
+    try:
+        return bool(torch.compiler.is_compiling())
+    except Exception:  # pragma: no cover - very old torch
+        return False
+
+
+# Relative-position tables per Attention layer: {(which, size, device, dtype): (key, table)}.
+_REL_CACHE: "weakref.WeakKeyDictionary[Attention, dict]" = weakref.WeakKeyDictionary()
+_REL_LOCK = threading.Lock()
+
+
+def _rel_table(attn: Attention, which: str, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """``get_rel_pos(size, size, attn.rel_pos_<which>)``, cached while the parameter is unchanged."""
+    param = attn.rel_pos_h if which == "h" else attn.rel_pos_w
+    if _compiling():
+        return get_rel_pos(size, size, param).to(dtype)
+    # The version counter changes on every in-place update (load_state_dict, copy_, ...);
+    # data_ptr catches a replaced .data.
+    key = (param._version, param.data_ptr(), tuple(param.shape))
+    slot = (which, size, param.device, dtype)
+    with _REL_LOCK:
+        entries = _REL_CACHE.setdefault(attn, {})
+        hit = entries.get(slot)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        table = get_rel_pos(size, size, param.detach()).to(dtype).contiguous()
+    with _REL_LOCK:
+        _REL_CACHE.setdefault(attn, {})[slot] = (key, table)
+    return table
+
+
+def _rel_terms(attn: Attention, q: torch.Tensor, hw: tuple[int, int]):
+    """``rel_h`` (B, nh, H, W, H) and ``rel_w`` (B, nh, H, W, W) of ``add_decomposed_rel_pos``."""
+    B, nh, N, hd = q.shape
+    Hq, Wq = hw
+    Rh = _rel_table(attn, "h", Hq, q.dtype)
+    Rw = _rel_table(attn, "w", Wq, q.dtype)
+    r_q = q.reshape(B * nh, Hq, Wq, hd)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh).view(B, nh, Hq, Wq, Hq)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw).view(B, nh, Hq, Wq, Wq)
+    return rel_h, rel_w
+
+
+def _attention(attn: Attention, q, k, v, hw: tuple[int, int]) -> torch.Tensor:
+    """Multi-head attention with SAM's relative-position bias; q, k, v: (B, nh, N, hd).
+
+    Returns ``(B, N, nh * hd)`` contiguous, the layout of the reference before ``proj``.
+    """
+    B, nh, N, hd = q.shape
+    scale = attn.scale
+    if not attn.use_rel_pos:
+        o = F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return o.transpose(1, 2).reshape(B, N, nh * hd)
+    Hq, Wq = hw
+    rel_h, rel_w = _rel_terms(attn, q, hw)
+    esz = q.element_size()
+    row_bytes = Wq * N * esz  # mask bytes of one query row of one head
+    rows = min(Hq, max(1, math.ceil(QUERY_CHUNK / Wq)), max(1, MASK_BUDGET_BYTES // row_bytes))
+    heads = min(nh, max(1, MASK_BUDGET_BYTES // (rows * row_bytes)))
+    batch = min(B, max(1, MASK_BUDGET_BYTES // (nh * rows * row_bytes))) if heads == nh else 1
+
+    if _compiling():
+        # Functional version for torch.compile (no out= buffers).
+        outs = []
+        for h0 in range(0, Hq, rows):
+            h1 = min(Hq, h0 + rows)
+            m = rel_h[:, :, h0:h1, :, :, None] + rel_w[:, :, h0:h1, :, None, :]
+            outs.append(
+                F.scaled_dot_product_attention(
+                    q[:, :, h0 * Wq : h1 * Wq],
+                    k,
+                    v,
+                    attn_mask=m.reshape(B, nh, (h1 - h0) * Wq, N),
+                    scale=scale,
+                )
+            )
+        o = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+        return o.transpose(1, 2).reshape(B, N, nh * hd)
+
+    out = torch.empty((B, N, nh, hd), dtype=q.dtype, device=q.device)
+    buf = torch.empty((batch, heads, rows, Wq, Hq, Wq), dtype=q.dtype, device=q.device)
+    for b0 in range(0, B, batch):
+        b1 = min(B, b0 + batch)
+        for g0 in range(0, nh, heads):
+            g1 = min(nh, g0 + heads)
+            for h0 in range(0, Hq, rows):
+                h1 = min(Hq, h0 + rows)
+                m = buf[: b1 - b0, : g1 - g0, : h1 - h0]
+                torch.add(
+                    rel_h[b0:b1, g0:g1, h0:h1, :, :, None],
+                    rel_w[b0:b1, g0:g1, h0:h1, :, None, :],
+                    out=m,
+                )
+                n0, n1 = h0 * Wq, h1 * Wq
+                o = F.scaled_dot_product_attention(
+                    q[b0:b1, g0:g1, n0:n1],
+                    k[b0:b1, g0:g1],
+                    v[b0:b1, g0:g1],
+                    attn_mask=m.view(b1 - b0, g1 - g0, n1 - n0, N),
+                    scale=scale,
+                )
+                out[b0:b1, n0:n1, g0:g1].copy_(o.transpose(1, 2))
+    return out.view(B, N, nh * hd)
+
+
+def _fast_block(blk: Block, x: torch.Tensor) -> torch.Tensor:
+    """segment_anything ``Block.forward`` (with its ``Attention``), computed faster."""
+    attn: Attention = blk.attn
+    B, H, W, C = x.shape
+    nh = attn.num_heads
+    ws = blk.window_size
+    compiling = _compiling()
+
+    hd = C // nh
+    if ws > 0:
+        # As the reference: pad the normalised tokens, project, partition into windows (one
+        # copy, straight into the (3, windows, heads, tokens, head_dim) layout).
+        y = blk.norm1(x)
+        pad_h, pad_w = (ws - H % ws) % ws, (ws - W % ws) % ws
+        if pad_h or pad_w:
+            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+        Hp, Wp = H + pad_h, W + pad_w
+        nwh, nww = Hp // ws, Wp // ws
+        qkv = F.linear(y, attn.qkv.weight, attn.qkv.bias)
+        win = (
+            qkv.view(B, nwh, ws, nww, ws, 3, nh, hd)
+            .permute(5, 0, 1, 3, 6, 2, 4, 7)
+            .reshape(3, B * nwh * nww, nh, ws * ws, hd)
+        )
+        q, k, v = win.unbind(0)
+        o = _attention(attn, q, k, v, (ws, ws))  # (B * nWin, ws*ws, C)
+        o = F.linear(o, attn.proj.weight, attn.proj.bias)
+        o = o.view(B, nwh, nww, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
+        x = x + o[:, :H, :W]  # un-partition, crop and residual in one pass
+    else:
+        qkv = F.linear(blk.norm1(x), attn.qkv.weight, attn.qkv.bias)  # (B, H, W, 3C)
+        # q, k, v are strided views; the attention kernel reads them in place.
+        q, k, v = qkv.view(B, H * W, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        o = _attention(attn, q, k, v, (H, W)).view(B, H, W, C)
+        o = F.linear(o, attn.proj.weight, attn.proj.bias)
+        x = o + x if compiling else _add_(o, x)
+    return _mlp(blk, x)
+
+
+def _mlp(blk: Block, x: torch.Tensor) -> torch.Tensor:
+    """``x + mlp(norm2(x))``, in token chunks of MLP_CHUNK_TOKENS (eager)."""
+    B, H, W, C = x.shape
+    mlp = blk.mlp
+    if _compiling():
+        return x + mlp(blk.norm2(x))
+    if x.numel() // C <= MLP_CHUNK_TOKENS:
+        return _add_(mlp(blk.norm2(x)), x)
+    flat = x.reshape(-1, C)
+    out = torch.empty_like(flat)
+    n = flat.shape[0]
+    for t0 in range(0, n, MLP_CHUNK_TOKENS):
+        t1 = min(n, t0 + MLP_CHUNK_TOKENS)
+        xc = flat[t0:t1]
+        h = mlp.lin2(mlp.act(mlp.lin1(blk.norm2(xc))))
+        torch.add(xc, h, out=out[t0:t1])
+    return out.view(B, H, W, C)
+
+
+def _add_(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``b + a`` reusing the fresh temporary ``a`` (``a + b == b + a`` exactly in IEEE)."""
+    if a.dtype != b.dtype:  # e.g. under autocast: keep type promotion as in the reference
+        return b + a
+    a += b
+    return a
+
+
+def _fast_ok(module: torch.nn.Module, cls: type) -> bool:
+    """``module`` is exactly ``cls`` and no forward hook would be skipped by bypassing it."""
+    glob = torch.nn.modules.module
+    return type(module) is cls and not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or glob._global_forward_hooks
+        or glob._global_forward_pre_hooks
+    )
+
+
+def fast_encoder_forward(encoder: ImageEncoderViT, x: torch.Tensor) -> torch.Tensor:
+    """The fast forward pass of a segment_anything ``ImageEncoderViT``, without patching it.
+
+    Same result as ``ImageEncoderViT.forward(encoder, x)`` up to floating-point summation
+    order. When gradients are needed (grad mode on and the input or a parameter requires
+    grad) it runs segment_anything's own forward instead, as the fast path's reused buffers
+    do not support autograd.
+    """
+    if torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in encoder.parameters())
+    ):
+        return ImageEncoderViT.forward(encoder, x)
+    x = encoder.patch_embed(x)
+    if encoder.pos_embed is not None:
+        x = x + encoder.pos_embed
+    for blk in encoder.blocks:
+        if _fast_ok(blk, Block) and _fast_ok(blk.attn, Attention):
+            x = _fast_block(blk, x)
+        else:
+            x = blk(x)
+    return encoder.neck(x.permute(0, 3, 1, 2))
+
+
+# ----------------------------------------------------------------------------- patching
+@dataclass
+class AccelerationReport:
+    """What :func:`accelerate` did. ``undo()`` restores the original encoder.
+
+    Attributes:
+      accelerated: the fast forward is installed (False if the encoder is not a plain
+        segment_anything ``ImageEncoderViT``; ``reason`` says why).
+      fast_blocks / total_blocks: transformer blocks that take the fast path.
+      compile: the resolved compile decision (False, or True when a ``torch.compile``d
+        forward is installed; the actual compilation happens on the first call).
+      compile_error: why compilation was not possible (then the eager fast path runs).
+      precision: "fp32" or "bf16" (bf16 only on CUDA).
+      device: the encoder's device when accelerated.
+      cache_dir: the on-disk compile cache directory (only when compiling).
+      notes: human-readable remarks (warnings that were issued, decisions taken).
+    """
+
+    accelerated: bool
+    fast_blocks: int = 0
+    total_blocks: int = 0
+    compile: bool = False
+    compile_error: str | None = None
+    precision: str = "fp32"
+    device: str = "cpu"
+    cache_dir: Path | None = None
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    _sam_ref: Any = field(default=None, repr=False, compare=False)
+
+    def undo(self) -> bool:
+        """Restore the original encoder forward (see :func:`deaccelerate`)."""
+        sam = self._sam_ref() if self._sam_ref is not None else None
+        return deaccelerate(sam) if sam is not None else False
+
+
+@dataclass
+class _State:
+    precision: str = "fp32"
+    compiled: Callable | None = None
+    compile_failed: str | None = None
+    warned: bool = False
+    report: AccelerationReport | None = None
+
+
+_STATES: "weakref.WeakKeyDictionary[ImageEncoderViT, _State]" = weakref.WeakKeyDictionary()
+
+
+class AcceleratedImageEncoderViT(ImageEncoderViT):
+    """The class an accelerated encoder instance is switched to (only that instance).
+
+    It adds no parameters or buffers, so ``state_dict()`` keys and values are unchanged, and
+    ``isinstance(encoder, ImageEncoderViT)`` still holds. A deep copy or unpickled copy of an
+    accelerated encoder stays accelerated (eager, fp32).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        ):
+            return ImageEncoderViT.forward(self, x)  # autograd: the reference implementation
+        state = _STATES.get(self)
+        if state is None:
+            return fast_encoder_forward(self, x)
+        autocast = (
+            torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
+            if state.precision == "bf16" and x.device.type == "cuda"
+            else None
+        )
+        if autocast is not None:
+            with autocast:
+                out = self._run(state, x)
+            return out.to(x.dtype) if x.dtype.is_floating_point else out.float()
+        return self._run(state, x)
+
+    def _run(self, state: _State, x: torch.Tensor) -> torch.Tensor:
+        if state.compiled is not None:
+            try:
+                return state.compiled(self, x)
+            except Exception as exc:  # compile or run failure: fall back to eager for good
+                state.compiled = None
+                state.compile_failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                if state.report is not None:
+                    state.report.compile = False
+                    state.report.compile_error = state.compile_failed
+                if not state.warned:
+                    state.warned = True
+                    warnings.warn(
+                        "sam_widget: torch.compile of the image encoder failed "
+                        f"({state.compile_failed}); continuing with the eager fast path.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+        return fast_encoder_forward(self, x)
+
+
+def _compiled_body(encoder: ImageEncoderViT, x: torch.Tensor) -> torch.Tensor:
+    return fast_encoder_forward(encoder, x)
+
+
+def compile_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where compiled kernels are kept: ``cache_dir``, else ``$SAM_WIDGET_HOME/inductor``,
+    else ``~/.cache/sam_widget/inductor``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    home = os.environ.get("SAM_WIDGET_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".cache" / "sam_widget"
+    return base / "inductor"
+
+
+def _inductor_default_dir() -> str | None:
+    """Inductor's own default cache directory (what importing torch._dynamo sets)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        return os.path.abspath(default_cache_dir())
+    except Exception:  # pragma: no cover - other torch versions
+        return None
+
+
+def _resolve_compile(compile: bool | str) -> tuple[bool, str]:
+    if isinstance(compile, str):
+        if compile != "auto":
+            raise ValueError(f"compile must be True, False or 'auto', not {compile!r}.")
+        # Measured on the 2-core CPU: no gain over the eager fast path, 96 s first compile.
+        # Not measured on CUDA; a first compile costs about a minute there too, which is too
+        # much for an interactive first click, so 'auto' never compiles (see accelerate()).
+        return False, "compile='auto': eager fast path (compiling does not pay off here)"
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True, False or 'auto', not {type(compile).__name__}.")
+    return compile, f"compile={compile}"
+
+
+def is_accelerated(sam: Sam | ImageEncoderViT) -> bool:
+    """Whether ``sam`` (or an encoder) currently runs the fast forward."""
+    enc = sam.image_encoder if isinstance(sam, Sam) else sam
+    return type(enc) is AcceleratedImageEncoderViT
+
+
+def accelerate(
+    sam: Sam,
+    *,
+    compile: bool | str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    precision: str = "fp32",
+) -> AccelerationReport:
+    """Make ``sam.image_encoder`` fast, in place and reversibly.
+
+    The given model is modified in place: its encoder *instance* is switched to
+    :class:`AcceleratedImageEncoderViT` (no other instance or class is touched, no
+    parameter changes, ``state_dict`` is identical). Everyone holding this model gets the
+    fast encoder (results within floating-point summation noise of the reference) until
+    :func:`deaccelerate` / ``report.undo()``. Work on a ``copy.deepcopy(sam)`` if other
+    holders must keep the exact reference. Calling it again updates the options.
+
+    Args:
+      sam: a segment_anything ``Sam`` whose ``image_encoder`` is an ``ImageEncoderViT``
+        (official vit_b/l/h or custom sizes). Other encoders are left alone
+        (``report.accelerated`` is False).
+      compile: ``True`` to also ``torch.compile`` the fast forward (on its first call; if
+        compiling or the compiled code fails, a warning is issued once and the eager fast
+        path is used from then on), ``False`` for eager only, ``"auto"`` (default) = False.
+        Why "auto" never compiles: on the project's 2-core AVX2 CPU (vit_b, fp32) the eager
+        fast path takes about half the CPU time of ``SamPredictor.set_image``; compiling it
+        gave no further gain (11.6 vs 11.5 CPU-s per encode, interleaved), while the first
+        call took 96 s with an empty cache and ~19 s (3 CPU-s of overhead) in a new process
+        with a warm cache. That is a bad trade for the first click in a notebook. On CUDA
+        compile may pay (published segment-anything-fast numbers) but was not measurable
+        here, and a first compile costs about a minute there too; pass ``compile=True``.
+      cache_dir: directory for Inductor's on-disk cache when compiling (default
+        :func:`compile_cache_dir`, i.e. ``$SAM_WIDGET_HOME/inductor``), so that only the
+        first compile on a machine pays full price. It is applied through the process-wide
+        ``TORCHINDUCTOR_CACHE_DIR`` (other compiles in the process then use it too): always
+        when ``cache_dir`` is given; otherwise only if the variable is unset or still holds
+        Inductor's default (importing ``torch._dynamo`` sets it), so a directory the user
+        chose is respected. ``report.cache_dir`` says which directory is used.
+      precision: ``"fp32"`` (default) or ``"bf16"``: run the encoder under
+        ``torch.autocast("cuda", torch.bfloat16)`` (CUDA only; output converted back to
+        fp32). On CPU a warning is issued and fp32 is used: CPUs without native bf16 (like
+        the project's) are several times slower in bf16. Not tested (no GPU available).
+
+    Returns:
+      an :class:`AccelerationReport`.
+    """
+    if not isinstance(sam, Sam):
+        raise TypeError(f"accelerate needs a segment_anything Sam, not {type(sam).__name__}.")
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {_PRECISIONS}, not {precision!r}.")
+    do_compile, compile_note = _resolve_compile(compile)
+    enc = sam.image_encoder
+    device = next(enc.parameters()).device if any(True for _ in enc.parameters()) else torch.device("cpu")
+    report = AccelerationReport(accelerated=False, device=str(device), _sam_ref=weakref.ref(sam))
+    if type(enc) not in (ImageEncoderViT, AcceleratedImageEncoderViT):
+        report.reason = (
+            f"image_encoder is a {type(enc).__name__}, not segment_anything's ImageEncoderViT; "
+            "left unchanged"
+        )
+        return report
+
+    notes = [compile_note]
+    if precision == "bf16" and device.type != "cuda":
+        warnings.warn(
+            "sam_widget: precision='bf16' is only used on CUDA; this encoder is on "
+            f"{device.type}, where bf16 is much slower without native support. Using fp32.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        notes.append("bf16 ignored on non-CUDA device")
+        precision = "fp32"
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        warnings.warn("sam_widget: this GPU does not support bf16; using fp32.", RuntimeWarning, stacklevel=2)
+        notes.append("bf16 unsupported by this GPU")
+        precision = "fp32"
+
+    state = _State(precision=precision, report=report)
+    if do_compile:
+        cdir = compile_cache_dir(cache_dir)
+        current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        if cache_dir is not None or current is None or current == _inductor_default_dir():
+            try:
+                cdir.mkdir(parents=True, exist_ok=True)
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cdir)
+            except OSError as exc:
+                notes.append(f"cannot use cache dir {cdir}: {exc}")
+        report.cache_dir = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(cdir)))
+        try:
+            state.compiled = torch.compile(_compiled_body, dynamic=False)
+            report.compile = True
+        except Exception as exc:
+            state.compile_failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            report.compile_error = state.compile_failed
+            warnings.warn(
+                f"sam_widget: torch.compile is unavailable ({state.compile_failed}); "
+                "using the eager fast path.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            state.warned = True
+
+    enc.__class__ = AcceleratedImageEncoderViT
+    _STATES[enc] = state
+    report.accelerated = True
+    report.precision = precision
+    report.total_blocks = len(enc.blocks)
+    report.fast_blocks = sum(
+        1 for b in enc.blocks if type(b) is Block and type(b.attn) is Attention
+    )
+    report.notes = notes
+    return report
+
+
+def deaccelerate(sam: Sam | ImageEncoderViT) -> bool:
+    """Undo :func:`accelerate`: the encoder runs segment_anything's own forward again.
+
+    Afterwards the model is bit-identical in behaviour to one never accelerated. Returns
+    True if something was undone.
+    """
+    enc = sam.image_encoder if isinstance(sam, Sam) else sam
+    if type(enc) is not AcceleratedImageEncoderViT:
+        return False
+    enc.__class__ = ImageEncoderViT
+    state = _STATES.pop(enc, None)
+    if state is not None and state.report is not None:
+        state.report.accelerated = False
+    return True
