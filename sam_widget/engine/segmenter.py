@@ -28,6 +28,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from ..images import to_rgb_uint8
 from .cache import DiskCache, DiskEntry, MemoryLRU, image_key
 from .fast import fast_encoder_forward
+from .fast_decoder import FastDecoder
 
 __all__ = ["Segmenter", "Prediction", "DEFAULT_MEMORY_CACHE_BYTES"]
 
@@ -170,6 +171,8 @@ class Segmenter:
         self._image: np.ndarray | None = None
         self._key: str | None = None
         self._features: torch.Tensor | None = None
+        self._fast_decoder = None if self.exact else FastDecoder(sam)
+        self._decoder_state: Any = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
         self.model_name: str = getattr(sam, "_sam_widget_model_type", "custom")
@@ -208,7 +211,7 @@ class Segmenter:
         """Names of the speed-ups in use (empty in exact mode)."""
         if self.exact:
             return ()
-        out = ["lazy full-size masks", "display-size masks for overlays"]
+        out = ["fast mask decoder", "lazy full-size masks", "display-size masks for overlays"]
         if isinstance(self.sam.image_encoder, ImageEncoderViT):
             out.insert(0, "SDPA encoder attention")
         return tuple(out)
@@ -312,6 +315,7 @@ class Segmenter:
                         DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]),
                     )
             self._features, self._original_size, self._input_size = cached
+            self._decoder_state = None  # prepared on the first predict (keeps cache hits ~ms)
             self._image, self._key = rgb, key
             self.stats["last_set_image_s"] = time.perf_counter() - t0
 
@@ -340,7 +344,7 @@ class Segmenter:
     def reset_image(self) -> None:
         """Forget the current image (cached embeddings are kept)."""
         with self._lock:
-            self._features = self._image = self._key = None
+            self._features = self._image = self._key = self._decoder_state = None
             self._original_size = self._input_size = None
 
     # ------------------------------------------------------------------ prompts
@@ -396,14 +400,21 @@ class Segmenter:
         mask_t = None
         if mi is not None:
             mask_t = torch.as_tensor(mi, dtype=torch.float, device=dev)[None]
-        sparse, dense = self.sam.prompt_encoder(points=point_arg, boxes=box_t, masks=mask_t)
-        low_res, iou = self.sam.mask_decoder(
-            image_embeddings=self._features,
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        if self._fast_decoder is not None:
+            if self._decoder_state is None:
+                self._decoder_state = self._fast_decoder.prepare(self._features)
+            low_res, iou = self._fast_decoder.predict(
+                self._decoder_state, points=point_arg, boxes=box_t, masks=mask_t, multimask=multimask
+            )
+        else:
+            sparse, dense = self.sam.prompt_encoder(points=point_arg, boxes=box_t, masks=mask_t)
+            low_res, iou = self.sam.mask_decoder(
+                image_embeddings=self._features,
+                image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
         upscaler = _Upscaler(self.sam, self._input_size, orig)
         masks = None
         if self.exact:
