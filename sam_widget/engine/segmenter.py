@@ -13,6 +13,7 @@ Coordinate conventions (the same as segment_anything):
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 import time
@@ -96,12 +97,15 @@ class Prediction:
     def mask_at_size(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """Candidate ``index`` resampled straight from the logits to ``size = (h, w)``.
 
-        For display: costs ``h * w`` work instead of the full image's. ``(h, w)`` must keep
-        the image's aspect ratio (a display of the whole image), as it is produced by the
-        same resampling as :attr:`masks`, only to another final size.
+        For display: costs ``h * w`` work instead of the full image's, resampling the valid
+        part of the logits once (the full-size path resamples twice, as SamPredictor does,
+        so edges may differ by a fraction of a display pixel). ``(h, w)`` should keep the
+        image's aspect ratio. At the image's own size this is exactly ``masks[index]``.
         """
         index = self._check_index(index)
-        return self._upscaler.to_size(self.logits[index : index + 1], size)[0]
+        if tuple(size) == tuple(self.image_size):
+            return self.mask(index)
+        return self._upscaler.to_display(self.logits[index : index + 1], size)[0]
 
     def _check_index(self, index: int) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -130,6 +134,23 @@ class _Upscaler:
 
     def full(self, logits: np.ndarray) -> np.ndarray:
         return self.to_size(logits, self.original_size)
+
+    @torch.no_grad()
+    def to_display(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """One resampling from the valid low-res crop straight to ``size`` (for display).
+
+        Skips the ``img_size``² intermediate of :meth:`to_size`; the crop is rounded up to
+        whole low-res pixels and the overshoot sliced off after resampling, so the geometry
+        matches to a fraction of a display pixel.
+        """
+        lr_h, lr_w = logits.shape[-2:]
+        rows = self.input_size[0] * lr_h / self.img_size  # valid low-res extent (float)
+        cols = self.input_size[1] * lr_w / self.img_size
+        r, c = math.ceil(rows - 1e-9), math.ceil(cols - 1e-9)
+        out_h, out_w = round(size[0] * r / rows), round(size[1] * c / cols)
+        t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[None]
+        t = F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=False)
+        return (t[0, :, : size[0], : size[1]] > self.threshold).numpy()
 
 
 class Segmenter:
