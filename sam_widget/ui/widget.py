@@ -631,7 +631,7 @@ class SamWidget(widgets.VBox):
     def _build_controls(self, hover: bool) -> None:
         lay = widgets.Layout(width="auto")
         self._mode = widgets.ToggleButtons(
-            options=[("＋ positive", "positive"), ("－ negative", "negative"), ("▭ box", "box")],
+            options=[("+ positive", "positive"), ("- negative", "negative"), ("▭ box", "box")],
             value="positive",
             tooltips=["click adds a positive point (P)", "click adds a negative point (N)", "drag draws a box (B)"],
             style={"button_width": "92px"},
