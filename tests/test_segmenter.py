@@ -489,3 +489,13 @@ def test_vit_b_exact_mode_is_bit_identical_to_sam_predictor():
         seg.predict(**follow, mask_input=pred.logits[best : best + 1]),
         reference_predict(ref, **follow, mask_input=ref_out[2][best : best + 1]),
     )
+
+
+def test_bf16_precision_is_cuda_only_and_never_exact(tiny_sam):
+    with pytest.warns(UserWarning, match="CUDA"):
+        seg = Segmenter(tiny_sam, precision="bf16")  # on this CPU: fp32, said out loud
+    assert seg.precision == "fp32"
+    with pytest.raises(ValueError, match="exact"):
+        Segmenter(tiny_sam, exact=True, precision="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        Segmenter(tiny_sam, precision="fp16")

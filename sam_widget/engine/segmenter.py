@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -164,6 +165,8 @@ class Segmenter:
         from SamPredictor by at most 0.1 % of mask pixels and 1e-3 in scores.
       memory_cache_bytes: bound of the in-memory LRU of embeddings (4 MiB per image for
         the official models).
+      precision: ``"fp32"`` (default) or ``"bf16"``: the encoder under bf16 autocast, on
+        CUDA only (elsewhere a warning and fp32). Not available with ``exact=True``.
 
     Thread safety: ``set_image`` and ``predict`` may be called from different threads
     (e.g. encoding in the background while the UI waits); they serialise on a lock.
@@ -176,12 +179,25 @@ class Segmenter:
         *,
         exact: bool = False,
         memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_BYTES,
+        precision: str = "fp32",
     ) -> None:
         if not isinstance(sam, Sam):
             raise TypeError(
                 f"Segmenter needs a segment_anything Sam model, not {type(sam).__name__}; "
                 "use Segmenter.from_pretrained('vit_b') or load_sam(...)."
             )
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+        if precision == "bf16" and exact:
+            raise ValueError("precision='bf16' changes the numbers; it cannot be combined with exact=True.")
+        if precision == "bf16" and sam.device.type != "cuda":
+            warnings.warn(
+                f"precision='bf16' is for CUDA; on {sam.device.type} the encoder runs in fp32 "
+                "(bf16 is much slower on CPUs without native support).",
+                stacklevel=2,
+            )
+            precision = "fp32"
+        self.precision = precision
         self.sam = sam.eval()
         self.exact = bool(exact)
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
@@ -284,7 +300,7 @@ class Segmenter:
         h = hashlib.sha256()
         h.update(
             f"mode={'exact' if self.exact else 'fast'};img={self.sam.image_encoder.img_size};"
-            f"format={self.sam.image_format}".encode()  # a BGR model encodes flipped pixels
+            f"format={self.sam.image_format};precision={self.precision}".encode()  # a BGR model encodes flipped pixels
         )
         for name, t in list(self.sam.image_encoder.state_dict().items()) + [
             ("pixel_mean", self.sam.pixel_mean),
@@ -356,6 +372,10 @@ class Segmenter:
         enc = self.sam.image_encoder
         if self.exact or not isinstance(enc, ImageEncoderViT):
             features = enc(x)
+        elif self.precision == "bf16":  # opt-in, CUDA only (checked in __init__); not measured here
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                features = fast_encoder_forward(enc, x)
+            features = features.float()
         else:  # SDPA attention with the relative-position bias as a mask; the model is not touched
             features = fast_encoder_forward(enc, x)
         self.stats["encoder_calls"] += 1
