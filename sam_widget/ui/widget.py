@@ -567,7 +567,7 @@ class SamWidget(widgets.VBox):
             if draw_objects:
                 obj_overlay = objects_overlay([self._display_mask(o) for o in snap.objects], [o.color for o in snap.objects])
             pred = snap.slot.prediction if snap.slot is not None else None
-            cur_key = (id(snap.slot), self._selected_of(snap)) if pred is not None else None
+            cur_key = (snap.slot, self._selected_of(snap)) if pred is not None else None
             if snap.slot is not None and pred is None and not snap.slot.done:
                 cur_key = shown["current"]  # keep the old mask until the new one arrives
             draw_current = cur_key != shown["current"]
@@ -587,7 +587,7 @@ class SamWidget(widgets.VBox):
                 self._view.batch(draw)
             shown.update(objects=snap.objects, current=cur_key, prompts=snap.prompts)
             if pred is not None:
-                mask_key = (id(snap.slot), self._selected_of(snap))
+                mask_key = (snap.slot, self._selected_of(snap))
             elif snap.slot is None:
                 mask_key = None
             else:  # still being computed: the mask has not changed yet
