@@ -509,3 +509,11 @@ def test_unavailable_device_fails_before_downloading(no_accelerators, use_mirror
         load_sam("tiny", device="cuda")
     assert use_mirror.requests == []
     assert _listing(home) == []
+
+
+def test_tiny_shapes_with_its_weights_missing_is_a_checkpoint_error(monkeypatch, tmp_path):
+    import sam_widget.engine.tiny as tiny
+
+    monkeypatch.setattr(tiny, "TINY_SHAPES_WEIGHTS", tmp_path / "gone.pt")
+    with pytest.raises(CheckpointError, match="tiny_shapes.*gone.pt.*Reinstall"):
+        load_sam("tiny_shapes")

@@ -541,7 +541,12 @@ def _load_tiny_shapes(device: torch.device) -> Sam:
             f"sam_widget.engine.tiny has no load_tiny_shapes(device); this copy of sam_widget "
             f"is incomplete. Reinstall it, or use model_type='vit_b'."
         )
-    return loader(device)
+    try:
+        return loader(device)
+    except OSError as e:  # the shipped weights file is missing or unreadable
+        raise CheckpointError(
+            f"model_type={TINY_SHAPES!r}: {e} Reinstall sam_widget, or use model_type='vit_b'."
+        ) from e
 
 
 def _build_from_state_dict(
