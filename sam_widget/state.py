@@ -13,6 +13,7 @@ from __future__ import annotations
 import colorsys
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -95,11 +96,11 @@ class ObjectRecord:
     prompts: Prompts
     id: int
 
-    @property
+    @cached_property  # the mask never changes; the object list shows this on every redraw
     def area(self) -> int:
         return int(self.mask.sum())
 
-    @property
+    @cached_property
     def bbox(self) -> tuple[int, int, int, int] | None:
         """``(x0, y0, x1, y1)`` inclusive-exclusive pixel bounds of the mask, or None if empty."""
         rows, cols = np.any(self.mask, axis=1), np.any(self.mask, axis=0)
