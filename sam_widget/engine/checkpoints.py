@@ -39,6 +39,7 @@ import pickle
 import re
 import sys
 import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Mapping
@@ -264,11 +265,17 @@ def download_checkpoint(
 
     tmp = final.parent / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.download"
     try:
-        if progress:
-            sys.stderr.write(f'Downloading "{url}" to {final}\n')
         try:
-            # Looked up at call time so that the progress bar is torch's own.
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                if progress:
+                    # Announce the download only once the server answers: offline, the
+                    # CheckpointError below is then the only thing the user reads.
+                    try:
+                        urllib.request.urlopen(urllib.request.Request(url, method="HEAD")).close()
+                    except urllib.error.HTTPError:
+                        pass  # the GET below reports what the server says
+                    sys.stderr.write(f'Downloading "{url}" to {final}\n')
+                # Looked up at call time so that the progress bar is torch's own.
                 torch.hub.download_url_to_file(url, str(tmp), hash_prefix=None, progress=progress)
         except urllib.error.HTTPError as e:
             raise CheckpointError(
