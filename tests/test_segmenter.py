@@ -499,3 +499,21 @@ def test_bf16_precision_is_cuda_only_and_never_exact(tiny_sam):
         Segmenter(tiny_sam, exact=True, precision="bf16")
     with pytest.raises(ValueError, match="precision"):
         Segmenter(tiny_sam, precision="fp16")
+
+
+def test_exclusive_makes_set_image_and_predict_one_step_against_other_threads(tiny_sam):
+    import threading
+
+    seg = Segmenter(tiny_sam, exact=True)
+    a, b = make_image(60, 80, seed=1), make_image(70, 50, seed=2)
+    seg.set_image(a)
+    done = threading.Event()
+    with seg.exclusive():
+        seg.set_image(b)
+        t = threading.Thread(target=lambda: (seg.set_image(a), done.set()))
+        t.start()
+        assert not done.wait(0.3)  # the other thread waits for us ...
+        pred = seg.predict(points=[[10, 10]], labels=[1])
+        assert pred.image_size == (70, 50)  # ... so we predicted on our image
+    t.join(10)
+    assert done.is_set() and seg.image_size == (60, 80)

@@ -243,6 +243,15 @@ class Segmenter:
     def device(self) -> torch.device:
         return self.sam.device
 
+    def exclusive(self) -> threading.RLock:
+        """A context manager making several calls one step against other threads.
+
+        ``with seg.exclusive(): seg.set_image(img); pred = seg.predict(...)`` guarantees the
+        prediction is on ``img`` even when other threads share this Segmenter (e.g. several
+        widgets). Re-entrant: set_image / predict take the same lock inside.
+        """
+        return self._lock
+
     @property
     def speedups(self) -> tuple[str, ...]:
         """Names of the speed-ups in use (empty in exact mode)."""

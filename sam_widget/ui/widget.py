@@ -488,7 +488,7 @@ class SamWidget(widgets.VBox):
         another one set its image since, set ours again (an embedding-cache hit) first.
         """
         seg = self._segmenter
-        with seg._lock:  # set_image + predict as one step against the other widgets' workers
+        with seg.exclusive():  # set_image + predict as one step against the other widgets' workers
             if seg.image is None or seg.image is not self._seg_image:
                 seg.set_image(self._image)
                 self._seg_image = seg.image
