@@ -4,26 +4,37 @@
     python scripts/train_tiny_sam.py                      # writes sam_widget/weights/tiny_shapes.pt
     python scripts/train_tiny_sam.py --resume             # continue from the checkpoint
 
-The shipped weights come from ``python scripts/train_tiny_sam.py --threads 1 --max-minutes 29``:
-5000 steps (20 000 images, 80 000 prompt sequences) in 23.4 minutes on the shared 2-core CPU
-(one thread: there, under other developers' load, two OpenMP threads were 3-7x slower).
-It ended by steps, not by the time budget; for about a tenth of the steps the clock was ahead
-of the step count and set the learning rate (see ``--max-minutes``), so a rerun on a machine of
-another speed gives slightly different weights (use no ``--max-minutes`` for exact reruns).
+The shipped weights come from
+``python scripts/train_tiny_sam.py --threads 1 --max-minutes 29 --snapshot-every 2000``
+(the other flags at their defaults: --lr 2e-3, --reuse 2, --objects 6, --clicks 2, batch 4):
+6756 steps (13 512 generated images, about 108 000 prompt sequences of 3 rounds) in 29.0
+minutes on this 2-core CPU, with one thread while a second training run used the other core.
+The time budget ended it, so the learning rate followed the clock (see ``--max-minutes``)
+and a rerun on a machine of another speed gives slightly different weights; use no
+``--max-minutes`` for exact reruns. Runs of the same recipe differ by a few hundredths of
+IoU between seeds/settings (a run with --lr 1.5e-3: click 0.823, box 0.838, three clicks
+0.869; with 50 % boxes instead of 40 %: click 0.76 on 20 images; with --deep-clicks 0.5:
+click 0.71-0.72),
+so the defaults are the best of five 27-29 minute runs, not a tuned optimum.
 
 Training follows the SAM paper's recipe, scaled down:
 
-* Data: every step draws fresh images ``sam_widget.data.shapes_scene(seed)`` with image seeds
-  ``seed * 10_000_000 + step * batch + i`` (all below ``sam_widget.evaluate.EVAL_SEED_OFFSET``,
-  so evaluation images are never trained on), and up to ``--objects`` objects per image.
+* Data: fresh images ``sam_widget.data.shapes_scene(seed)`` with image seeds
+  ``seed * 10_000_000 + j * batch + i`` (all below ``sam_widget.evaluate.EVAL_SEED_OFFSET``,
+  so evaluation images are never trained on), generated in a background worker; each batch
+  ``j`` serves ``--reuse`` steps, the later ones flipped/rotated (one of the 8 symmetries of
+  the square) and with the colour channels permuted, and up to ``--objects`` objects per image.
 * Prompts: one kind per step (so prompts batch without padding tokens): a single positive point
-  drawn uniformly inside each object (50 %; 3 candidate masks, the loss and gradient only on the
-  best candidate: the "min over candidates" rule), the object's box jittered by Gaussian noise
-  of 7 % of its side, at most 20 px (40 %), or 1-2 positive points inside plus one negative
-  outside (10 %). Then ``--clicks`` follow-up rounds: a click drawn uniformly from the error
-  region of the previous prediction (positive where the object was missed, negative on a false
-  positive), given together with the earlier prompts and with the previous best low-res logits
-  as ``mask_input``; these multi-prompt rounds use the single-output mask, as SAM does.
+  inside each object (50 %; 3 candidate masks, the loss and gradient only on the best
+  candidate: the "min over candidates" rule), the object's box jittered by Gaussian noise of
+  7 % of its side, at most 20 px (40 %), or 1-2 positive points inside plus one negative
+  outside (10 %). Then ``--clicks`` follow-up rounds: a click in the error region of the
+  previous prediction (positive where the object was missed, negative on a false positive),
+  given together with the earlier prompts and with the previous best low-res logits as
+  ``mask_input``; these multi-prompt rounds use the single-output mask, as SAM does. Points are
+  uniform in their region, except that with probability ``--deep-clicks`` a point is drawn
+  from the region eroded to a random depth (:func:`sample_deep`): people click inside objects
+  and on the middle of what is wrong, rarely on edges.
 * Loss per round: ``w * focal + dice`` on the low-res logits (64 x 64) against the area-averaged
   target, with focal gamma 2 and alpha 0.75 on foreground pixels, plus the MSE between the IoU
   head and the true IoU of every candidate. ``w`` is SAM's 20, reached after a linear ramp from
@@ -48,6 +59,7 @@ number of threads). With ``--max-minutes`` the schedule follows the clock (see i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -63,33 +75,56 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sam_widget.data import shapes_scene  # noqa: E402
-from sam_widget.engine.models import build_sam  # noqa: E402
+from sam_widget.engine.models import SamConfig, build_sam  # noqa: E402
 from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, TINY_SHAPES_WEIGHTS  # noqa: E402
 from sam_widget.evaluate import EVAL_SEED_OFFSET  # noqa: E402
 
+CONFIG = TINY_SHAPES_CONFIG  # replaced in main() by --arch overrides
 IMG = TINY_SHAPES_CONFIG.img_size
+PROMPT_MIX = (0.5, 0.4, 0.1)  # share of steps prompted by one point, a box, several points
+DEEP_CLICKS = 0.0  # probability that a click is drawn from an eroded region (--deep-clicks)
 FOCAL_ALPHA = 0.75  # weight of foreground pixels; 0.25 collapsed to empty masks early on
 
 
 class ShapesBatches(Dataset):
-    """Item ``step`` = the ``batch`` images of that training step (images, masks, seeds)."""
+    """Item ``j`` = the ``batch`` images drawn for steps ``j * reuse`` .. ``j * reuse + reuse - 1``.
 
-    def __init__(self, seed: int, batch: int, steps: int) -> None:
-        self.seed, self.batch, self.steps = seed, batch, steps
-        last = seed * 10_000_000 + steps * batch
-        if steps * batch >= 10_000_000 or last >= EVAL_SEED_OFFSET:
+    Returns ``(j, images (B, H, W, 3) uint8, [masks (N_b, H, W) bool per image])``.
+    """
+
+    def __init__(self, seed: int, batch: int, n_batches: int) -> None:
+        self.seed, self.batch, self.n_batches = seed, batch, n_batches
+        last = seed * 10_000_000 + n_batches * batch
+        if n_batches * batch >= 10_000_000 or last >= EVAL_SEED_OFFSET:
             raise ValueError("Training image seeds would reach the evaluation seeds.")
 
     def __len__(self) -> int:
-        return self.steps
+        return self.n_batches
 
-    def __getitem__(self, step: int):
+    def __getitem__(self, j: int):
         scenes = [
-            shapes_scene(self.seed * 10_000_000 + step * self.batch + i, (IMG, IMG))
+            shapes_scene(self.seed * 10_000_000 + j * self.batch + i, (IMG, IMG))
             for i in range(self.batch)
         ]
         images = np.stack([s.image for s in scenes])
-        return step, images, [s.masks for s in scenes]
+        return j, images, [s.masks for s in scenes]
+
+
+def augment(images: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator):
+    """One of the 8 flips/rotations of the square and a permutation of the colour channels.
+
+    A transformed scene is another scene of the same distribution (shapes, textures and
+    backgrounds have no preferred orientation or hue), so reusing a generated batch this way
+    halves the data cost without showing the model the same pixels twice.
+    """
+    k, flip, perm = int(rng.integers(4)), bool(rng.integers(2)), rng.permutation(3)
+
+    def tf(a: np.ndarray) -> np.ndarray:  # (..., H, W) in the last two axes
+        a = np.rot90(a, k, axes=(-2, -1))
+        return np.ascontiguousarray(a[..., ::-1] if flip else a)
+
+    images = tf(images.transpose(0, 3, 1, 2)[:, perm]).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), [tf(m) for m in masks]
 
 
 def _as_is(item):
@@ -137,6 +172,44 @@ def sample_in(masks: torch.Tensor, rng: np.random.Generator, scale: int = 1) -> 
     return torch.from_numpy(out)
 
 
+def _erode3(m: torch.Tensor) -> torch.Tensor:
+    """(K, h, w) bool masks eroded by a 3 x 3 square (outside counts as background)."""
+    p = F.pad(m, (1, 1, 1, 1), value=False)
+    rows = p[:, :-2] & p[:, 1:-1] & p[:, 2:]
+    return rows[:, :, :-2] & rows[:, :, 1:-1] & rows[:, :, 2:]
+
+
+def sample_deep(masks: torch.Tensor, rng: np.random.Generator, p: float, scale: int = 1) -> torch.Tensor:
+    """Like :func:`sample_in`, but with probability ``p`` per mask the point is drawn from an
+    erosion of the mask: the points lean towards the interior, where people click (and where
+    the evaluation clicks).
+
+    The erosion depth is drawn uniformly between 1 and the mask's depth, measured with 3x3
+    erosions on a grid of 64 x 64 cells at most (a full-resolution mask is first reduced to
+    its cells that lie wholly inside it); the point is then uniform inside the chosen cell.
+    """
+    pts = sample_in(masks, rng, scale)
+    if p <= 0:
+        return pts
+    low, low_scale = masks, scale
+    while low.shape[-1] > 64:
+        low = F.avg_pool2d(low.float()[:, None], 2)[:, 0] >= 1.0
+        low_scale *= 2
+    levels = []
+    cur = _erode3(low)
+    while len(levels) < 64 and bool(cur.any()):
+        levels.append(cur)
+        cur = _erode3(cur)
+    if not levels:
+        return pts
+    depth = torch.stack([lv.flatten(1).any(1) for lv in levels], 1).sum(1).tolist()  # (K,)
+    for i in range(masks.shape[0]):
+        if rng.random() < p and depth[i]:
+            region = levels[int(rng.integers(depth[i]))][i]
+            pts[i] = sample_in(region[None], rng, low_scale)[0]
+    return pts
+
+
 def mask_boxes(gt: torch.Tensor) -> torch.Tensor:
     """XYXY boxes (inclusive max pixel) of (K, H, W) masks."""
     rows = gt.any(2)
@@ -181,8 +254,8 @@ def decode(sam, src_emb: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
 def check_decode(sam) -> None:
     """Raise if :func:`decode` differs from segment_anything's own ``MaskDecoder.forward``."""
     g = torch.Generator().manual_seed(0)
-    grid = TINY_SHAPES_CONFIG.embedding_size
-    emb = torch.randn(1, TINY_SHAPES_CONFIG.prompt_embed_dim, grid, grid, generator=g)
+    grid = CONFIG.embedding_size
+    emb = torch.randn(1, CONFIG.prompt_embed_dim, grid, grid, generator=g)
     pts = (torch.rand(3, 2, 2, generator=g) * IMG, torch.tensor([[1, 0], [1, 1], [0, 1]]))
     sparse, dense = sam.prompt_encoder(points=pts, boxes=None, masks=None)
     for mm in (True, False):
@@ -205,16 +278,16 @@ def train_batch(
     """
     k = gt.shape[0]
     gt_bool = gt > 0.5
-    low_size = 4 * TINY_SHAPES_CONFIG.embedding_size
+    low_size = 4 * CONFIG.embedding_size
     scale = IMG // low_size
     gt_low = F.avg_pool2d(gt[:, None], scale)[:, 0] if scale > 1 else gt
     src_emb = emb[img_index]
-    kind = rng.choice(3, p=[0.5, 0.4, 0.1])  # 0: one point, 1: box, 2: several points
+    kind = rng.choice(3, p=PROMPT_MIX)  # 0: one point, 1: box, 2: several points
     coords = torch.zeros(k, 0, 2)
     labels = torch.zeros(k, 0, dtype=torch.int)
     boxes = None
     if kind == 0:
-        coords = sample_in(gt_bool, rng)[:, None]
+        coords = sample_deep(gt_bool, rng, DEEP_CLICKS)[:, None]
         labels = torch.ones(k, 1, dtype=torch.int)
     elif kind == 1:
         b = mask_boxes(gt_bool)
@@ -223,7 +296,7 @@ def train_batch(
         boxes = (b + noise.clamp(-20, 20)).clamp(0, IMG - 1)
     else:
         n_pos = int(rng.integers(1, 3))
-        pos = torch.stack([sample_in(gt_bool, rng) for _ in range(n_pos)], 1)
+        pos = torch.stack([sample_deep(gt_bool, rng, DEEP_CLICKS) for _ in range(n_pos)], 1)
         neg = sample_in(~gt_bool, rng)[:, None]
         coords = torch.cat([pos, neg], 1)
         labels = torch.cat([torch.ones(k, n_pos, dtype=torch.int), torch.zeros(k, 1, dtype=torch.int)], 1)
@@ -249,20 +322,35 @@ def train_batch(
         mask_input = low[ar, best][:, None].detach()
         pred = low[ar, best].detach() > 0
         err = pred ^ (gt_low > 0.5)
-        new = sample_in(err, rng, scale)
+        new = sample_deep(err, rng, DEEP_CLICKS, scale)
         lab = gt_bool[ar, new[:, 1].long(), new[:, 0].long()].int()
         coords = torch.cat([coords, new[:, None]], 1)
         labels = torch.cat([labels, lab[:, None]], 1)
     return total / (1 + clicks), stats
 
 
+def parse_arch(text: str) -> SamConfig:
+    """``TINY_SHAPES_CONFIG`` with ``field=value,...`` overrides (ints, or ints joined by ``+``
+    for tuples), e.g. ``encoder_embed_dim=128,encoder_global_attn_indexes=2+5``."""
+    changes: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in SamConfig.__dataclass_fields__ or key in ("img_size", "pixel_mean", "pixel_std"):
+            raise SystemExit(f"--arch: unknown or fixed field {key!r}")
+        changes[key] = tuple(int(v) for v in value.split("+")) if key.endswith("indexes") else int(value)
+    return dataclasses.replace(TINY_SHAPES_CONFIG, **changes)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch", type=int, default=4, help="images per step")
-    ap.add_argument("--objects", type=int, default=4, help="objects (prompt sequences) per image")
+    ap.add_argument("--reuse", type=int, default=2,
+                    help="steps per generated batch; every reuse after the first sees the "
+                         "images flipped/rotated and with permuted colour channels")
+    ap.add_argument("--objects", type=int, default=6, help="objects (prompt sequences) per image")
     ap.add_argument("--clicks", type=int, default=2, help="follow-up error clicks per sequence")
-    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--freeze-encoder", type=int, default=600,
                     help="steps during which only the prompt encoder and mask decoder learn, "
@@ -272,11 +360,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--focal-ramp", type=int, default=300,
                     help="steps over which the focal weight grows from 1 to 20 (0: always 20)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prompt-mix", default="0.5,0.4,0.1",
+                    help="shares of steps prompted by one point, a box, several points")
+    ap.add_argument("--deep-clicks", type=float, default=0.0,
+                    help="probability that a click (first or corrective) is drawn from an "
+                         "eroded version of its region, i.e. away from its edges")
+    ap.add_argument("--arch", default="",
+                    help="for experiments: SamConfig overrides of TINY_SHAPES_CONFIG, e.g. "
+                         "encoder_embed_dim=128,encoder_depth=6,encoder_global_attn_indexes=2+5 "
+                         "(evaluate with scripts/eval_tiny_sam.py --arch ...)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--out", type=Path, default=TINY_SHAPES_WEIGHTS)
     ap.add_argument("--checkpoint", type=Path, default=REPO / "tmp" / "tiny_shapes_ckpt.pt")
     ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--snapshot-every", type=int, default=0,
+                    help="also write fp16 weights <out stem>_step<N>.pt every N steps (0: never), "
+                         "to plot a learning curve with scripts/eval_tiny_sam.py --weights")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="end this run (with a checkpoint) after this many steps; the schedule "
+                         "still follows --steps, so --resume continues as if never stopped")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="time budget: the learning-rate schedule follows max(step / steps, "
                          "elapsed / budget) and training stops (and saves) when it is spent. "
@@ -286,7 +389,13 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    sam = build_sam(TINY_SHAPES_CONFIG).train()
+    global CONFIG, DEEP_CLICKS, PROMPT_MIX
+    CONFIG = parse_arch(args.arch)
+    DEEP_CLICKS = args.deep_clicks
+    PROMPT_MIX = tuple(float(v) for v in args.prompt_mix.split(","))
+    if len(PROMPT_MIX) != 3 or abs(sum(PROMPT_MIX) - 1) > 1e-6 or min(PROMPT_MIX) < 0:
+        raise SystemExit("--prompt-mix: three non-negative shares that sum to 1")
+    sam = build_sam(CONFIG).train()
     check_decode(sam)
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for n, p in sam.named_parameters():
@@ -332,17 +441,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resumed at step {start} ({elapsed_before / 60:.1f} min trained)")
     args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
-    data = ShapesBatches(args.seed, args.batch, args.steps)
+    reuse = max(1, args.reuse)
+    data = ShapesBatches(args.seed, args.batch, -(-args.steps // reuse))
     loader = DataLoader(
-        torch.utils.data.Subset(data, range(start, args.steps)),
+        torch.utils.data.Subset(data, range(start // reuse, len(data))),
         batch_size=None,
         collate_fn=_as_is,
         num_workers=1,
         prefetch_factor=4,
         persistent_workers=False,
     )
-    mean = torch.tensor(TINY_SHAPES_CONFIG.pixel_mean).view(1, 3, 1, 1)
-    std = torch.tensor(TINY_SHAPES_CONFIG.pixel_std).view(1, 3, 1, 1)
+    mean = torch.tensor(CONFIG.pixel_mean).view(1, 3, 1, 1)
+    std = torch.tensor(CONFIG.pixel_std).view(1, 3, 1, 1)
+
+    def half_state() -> dict[str, torch.Tensor]:
+        return {k: v.detach().half() if v.is_floating_point() else v for k, v in sam.state_dict().items()}
+
+    def batches():
+        for j, images, masks in loader:
+            for step in range(max(start, j * reuse), min(args.steps, (j + 1) * reuse)):
+                if step % reuse == 0:
+                    yield step, images, masks
+                else:
+                    yield (step, *augment(images, masks, np.random.default_rng((args.seed, step, 1))))
 
     def save_checkpoint(step: int, elapsed: float) -> None:
         tmp = args.checkpoint.with_suffix(".tmp")
@@ -356,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     ema: dict[str, float] = {}
     step = start - 1  # the last finished step, so that step + 1 steps are done
-    bar = tqdm(loader, total=args.steps - start, initial=0, desc="train tiny_shapes", dynamic_ncols=True)
+    bar = tqdm(batches(), total=args.steps - start, initial=0, desc="train tiny_shapes", dynamic_ncols=True)
     for step, images, masks in bar:
         rng = np.random.default_rng((args.seed, step))
         x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() - mean) / std
@@ -386,14 +507,17 @@ def main(argv: list[str] | None = None) -> None:
         elapsed = elapsed_before + time.perf_counter() - t0
         if (step + 1) % args.save_every == 0:
             save_checkpoint(step + 1, elapsed)
+        if args.snapshot_every and (step + 1) % args.snapshot_every == 0:
+            torch.save(half_state(), args.out.with_name(f"{args.out.stem}_step{step + 1}.pt"))
+        if args.stop_after is not None and step + 1 - start >= args.stop_after:
+            break
         if args.max_minutes is not None and elapsed > args.max_minutes * 60:
             print(f"\ntime budget reached at step {step + 1}")
             break
     elapsed = elapsed_before + time.perf_counter() - t0
     save_checkpoint(step + 1, elapsed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    half = {k: v.detach().half() if v.is_floating_point() else v for k, v in sam.state_dict().items()}
-    torch.save(half, args.out)
+    torch.save(half_state(), args.out)
     print(f"trained {step + 1} steps in {elapsed / 60:.1f} min; wrote {args.out} "
           f"({args.out.stat().st_size / 1e6:.2f} MB)")
 

@@ -1,0 +1,115 @@
+"""The training script of the offline ``tiny_shapes`` model (``scripts/train_tiny_sam.py``).
+
+A few steps on one thread: the script must write weights that load into the shipped
+architecture, be deterministic for a seed, continue from its checkpoint exactly, and its data
+augmentation must move images and masks together.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sam_widget.data import shapes_scene
+from sam_widget.engine.models import build_sam
+from sam_widget.engine.tiny import TINY_SHAPES_CONFIG
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_tiny_sam.py"
+
+
+@pytest.fixture(scope="module")
+def train():
+    spec = importlib.util.spec_from_file_location("train_tiny_sam", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(train, tmp: Path, *extra: str) -> dict[str, torch.Tensor]:
+    out = tmp / "w.pt"
+    train.main([
+        "--steps", "4", "--batch", "1", "--objects", "2", "--reuse", "2", "--threads", "1",
+        "--freeze-encoder", "2", "--warmup", "2", "--out", str(out),
+        "--checkpoint", str(tmp / "ckpt.pt"), *extra,
+    ])
+    return torch.load(out, weights_only=True)
+
+
+def test_a_short_run_writes_fp16_weights_that_load_into_the_shipped_architecture(train, tmp_path):
+    state = _run(train, tmp_path, "--snapshot-every", "2")
+    sam = build_sam(TINY_SHAPES_CONFIG)
+    sam.load_state_dict({k: v.float() for k, v in state.items()})
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    # training moved the decoder away from its seeded initialisation
+    torch.manual_seed(0)
+    init = build_sam(TINY_SHAPES_CONFIG).state_dict()
+    key = "mask_decoder.iou_prediction_head.layers.0.weight"
+    assert not torch.equal(state[key].float(), init[key].half().float())
+    assert (tmp_path / "w_step2.pt").is_file() and (tmp_path / "w_step4.pt").is_file()
+
+
+def test_the_same_seed_gives_the_same_weights_and_resuming_continues_exactly(train, tmp_path):
+    first = _run(train, tmp_path / "a")
+    again = _run(train, tmp_path / "b")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+    # stop after 2 steps, then resume to 4: identical to the straight run
+    (tmp_path / "c").mkdir()
+    train.main([
+        "--steps", "4", "--batch", "1", "--objects", "2", "--reuse", "2", "--threads", "1",
+        "--freeze-encoder", "2", "--warmup", "2", "--out", str(tmp_path / "c" / "w.pt"),
+        "--checkpoint", str(tmp_path / "c" / "ckpt.pt"), "--stop-after", "2",
+    ])
+    resumed = _run(train, tmp_path / "c", "--resume")
+    ck = torch.load(tmp_path / "c" / "ckpt.pt", weights_only=True)
+    assert ck["step"] == 4
+    assert all(torch.equal(first[k], resumed[k]) for k in first)
+
+
+def test_augmentation_moves_images_and_masks_together(train):
+    scene = shapes_scene(5, (64, 64), max_shapes=4)
+    images, masks = scene.image[None], [scene.masks]
+    seen = set()
+    for s in range(40):
+        rng = np.random.default_rng(s)
+        aug_images, aug_masks = train.augment(images, masks, rng)
+        assert aug_images.shape == images.shape and aug_masks[0].shape == masks[0].shape
+        # every object keeps its pixels: same area, and the same colours up to a channel permutation
+        for m, am in zip(masks[0], aug_masks[0]):
+            assert m.sum() == am.sum()
+            before = np.sort(images[0][m].mean(0))
+            after = np.sort(aug_images[0][am].mean(0))
+            np.testing.assert_allclose(before, after, rtol=1e-6)
+        seen.add(aug_masks[0].tobytes())
+    assert len(seen) == 8  # all flips and rotations of the square occur
+
+
+
+def _depth(mask: np.ndarray, x: int, y: int) -> int:
+    """Chebyshev distance from pixel (x, y) to the nearest background pixel or the frame."""
+    h, w = mask.shape
+    for r in range(max(h, w)):
+        y0, y1, x0, x1 = y - r, y + r + 1, x - r, x + r + 1
+        if y0 < 0 or x0 < 0 or y1 > h or x1 > w or not mask[y0:y1, x0:x1].all():
+            return r
+    return max(h, w)
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_deep_clicks_stay_inside_their_region_and_lean_towards_its_interior(train, scale):
+    side = 256 // scale
+    masks = torch.from_numpy(shapes_scene(11, (side, side), max_shapes=6).masks)
+    uniform, deep = [], []
+    for s in range(30):
+        for store, p in ((uniform, 0.0), (deep, 1.0)):
+            pts = train.sample_deep(masks, np.random.default_rng(s), p, scale)
+            for m, (x, y) in zip(masks.numpy(), pts.long().tolist()):
+                col, row = x // scale, y // scale
+                assert m[row, col], "a click must land inside its region"
+                assert 0 <= x < 256 and 0 <= y < 256
+                store.append(_depth(m, col, row))
+    assert np.mean(deep) > 1.5 * np.mean(uniform)
