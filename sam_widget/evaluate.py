@@ -149,7 +149,8 @@ def evaluate_tiny(
     *,
     size: tuple[int, int] = (256, 256),
     segmenter: _PredictorLike | None = None,
-) -> dict[str, float]:
+    details: bool = False,
+) -> dict[str, Any]:
     """Evaluate a SAM on ``n_images`` held-out synthetic images (see the module docstring).
 
     Args:
@@ -162,10 +163,13 @@ def evaluate_tiny(
             ``predict(points, labels, box, mask_input, multimask)`` returning ``.masks``
             ``(C, H, W)`` bool, ``.scores`` ``(C,)``, ``.logits`` ``(C, h, w)``, like
             :class:`sam_widget.engine.segmenter.Segmenter` (used when ``sam`` is given).
+        details: also return ``"objects"``: one ``{"kind", "area", "click", "box", "three"}``
+            dict per object (its shape kind, visible area in pixels and its three IoUs).
 
     Returns:
         ``{"click_iou", "box_iou", "three_click_iou", "encode_first_mask_s", "n_images",
-        "n_objects", "seed"}``: mean IoUs over all objects, median seconds per image.
+        "n_objects", "seed"}``: mean IoUs over all objects, median seconds per image (plus
+        ``"objects"`` with ``details=True``).
     """
     n_images = _check_int("n_images", n_images, 1, 100_000)
     seed = _check_int("seed", seed, 0, 9_999)
@@ -179,7 +183,7 @@ def evaluate_tiny(
         raise ValueError("Give either sam or segmenter, not both.")
 
     rng = np.random.default_rng((EVAL_SEED_OFFSET, seed))
-    clicks, boxes, threes, times = [], [], [], []
+    clicks, boxes, threes, times, objects = [], [], [], [], []
     for i in range(n_images):
         scene = shapes_scene(EVAL_SEED_OFFSET + seed * 100_000 + i, size)
         targets = [(m, deepest_pixel(m)[0]) for m in scene.masks]
@@ -214,7 +218,9 @@ def evaluate_tiny(
             box = np.clip(box, 0, [size[1] - 1, size[0] - 1, size[1] - 1, size[0] - 1])
             p = segmenter.predict(box=box, multimask=False)
             boxes.append(mask_iou(np.asarray(p.masks[0]), gt))
-    return {
+            objects.append({"kind": scene.kinds[j], "area": int(gt.sum()), "click": clicks[-1],
+                            "box": boxes[-1], "three": threes[-1]})
+    out: dict[str, Any] = {
         "click_iou": float(np.mean(clicks)),
         "box_iou": float(np.mean(boxes)),
         "three_click_iou": float(np.mean(threes)),
@@ -223,3 +229,6 @@ def evaluate_tiny(
         "n_objects": len(clicks),
         "seed": seed,
     }
+    if details:
+        out["objects"] = objects
+    return out
