@@ -23,19 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sam_widget.engine.models import build_sam  # noqa: E402
-from sam_widget.engine.tiny import load_tiny_shapes  # noqa: E402
+from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, load_tiny_shapes, tiny_shapes_config  # noqa: E402
 from sam_widget.evaluate import evaluate_tiny  # noqa: E402
 
 TARGETS = {"click_iou": 0.85, "box_iou": 0.92, "three_click_iou": 0.90}
-
-
-def _train_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_tiny_sam", REPO / "scripts" / "train_tiny_sam.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=None,
                     help="a state dict or a training checkpoint (default: the shipped weights)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--arch", default="", help="SamConfig overrides, as for train_tiny_sam.py --arch")
+    ap.add_argument("--arch", type=tiny_shapes_config, default=TINY_SHAPES_CONFIG, help="SamConfig overrides, as for train_tiny_sam.py --arch")
     ap.add_argument("--json", action="store_true", help="print the result as JSON only")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print mean IoUs by shape kind and by object size")
@@ -58,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         state = torch.load(args.weights, map_location="cpu", weights_only=True)
         state = state.get("model", state)
-        sam = build_sam(_train_module().parse_arch(args.arch))
+        sam = build_sam(args.arch)
         sam.load_state_dict({k: v.float() for k, v in state.items()})
         sam.eval()
     t0 = time.perf_counter()
-    res = evaluate_tiny(args.n_images, args.seed, sam, size=tuple(args.size), details=True)
-    objects = res.pop("objects")
+    res = evaluate_tiny(args.n_images, args.seed, sam, size=tuple(args.size), details=args.breakdown)
+    objects = res.pop("objects", [])
     res["eval_wall_s"] = round(time.perf_counter() - t0, 1)
     if args.json:
         print(json.dumps(res))

@@ -59,7 +59,6 @@ number of threads). With ``--max-minutes`` the schedule follows the clock (see i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 import time
@@ -75,8 +74,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sam_widget.data import shapes_scene  # noqa: E402
-from sam_widget.engine.models import SamConfig, build_sam  # noqa: E402
-from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, TINY_SHAPES_WEIGHTS  # noqa: E402
+from sam_widget.engine.models import build_sam  # noqa: E402
+from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, TINY_SHAPES_WEIGHTS, tiny_shapes_config  # noqa: E402
 from sam_widget.evaluate import EVAL_SEED_OFFSET  # noqa: E402
 
 CONFIG = TINY_SHAPES_CONFIG  # replaced in main() by --arch overrides
@@ -329,18 +328,6 @@ def train_batch(
     return total / (1 + clicks), stats
 
 
-def parse_arch(text: str) -> SamConfig:
-    """``TINY_SHAPES_CONFIG`` with ``field=value,...`` overrides (ints, or ints joined by ``+``
-    for tuples), e.g. ``encoder_embed_dim=128,encoder_global_attn_indexes=2+5``."""
-    changes: dict[str, object] = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        if key not in SamConfig.__dataclass_fields__ or key in ("img_size", "pixel_mean", "pixel_std"):
-            raise SystemExit(f"--arch: unknown or fixed field {key!r}")
-        changes[key] = tuple(int(v) for v in value.split("+")) if key.endswith("indexes") else int(value)
-    return dataclasses.replace(TINY_SHAPES_CONFIG, **changes)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12000)
@@ -365,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--deep-clicks", type=float, default=0.0,
                     help="probability that a click (first or corrective) is drawn from an "
                          "eroded version of its region, i.e. away from its edges")
-    ap.add_argument("--arch", default="",
+    ap.add_argument("--arch", type=tiny_shapes_config, default=TINY_SHAPES_CONFIG,
                     help="for experiments: SamConfig overrides of TINY_SHAPES_CONFIG, e.g. "
                          "encoder_embed_dim=128,encoder_depth=6,encoder_global_attn_indexes=2+5 "
                          "(evaluate with scripts/eval_tiny_sam.py --arch ...)")
@@ -390,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     global CONFIG, DEEP_CLICKS, PROMPT_MIX
-    CONFIG = parse_arch(args.arch)
+    CONFIG = args.arch
     DEEP_CLICKS = args.deep_clicks
     PROMPT_MIX = tuple(float(v) for v in args.prompt_mix.split(","))
     if len(PROMPT_MIX) != 3 or abs(sum(PROMPT_MIX) - 1) > 1e-6 or min(PROMPT_MIX) < 0:

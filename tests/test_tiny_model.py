@@ -217,3 +217,15 @@ def test_broken_setups_fall_below_the_bounds(tiny_shapes, broken):
     assert res["click_iou"] < CLICK_BOUND
     assert res["box_iou"] < BOX_BOUND
     assert res["three_click_iou"] < THREE_CLICK_BOUND
+
+
+def test_config_overrides_for_experiments_change_only_what_is_named():
+    from sam_widget.engine.tiny import tiny_shapes_config
+
+    assert tiny_shapes_config("") == TINY_SHAPES_CONFIG
+    cfg = tiny_shapes_config("encoder_embed_dim=128,encoder_global_attn_indexes=2+5")
+    assert cfg.encoder_embed_dim == 128 and cfg.encoder_global_attn_indexes == (2, 5)
+    assert cfg.encoder_depth == TINY_SHAPES_CONFIG.encoder_depth
+    for bad in ("img_size=128", "no_such_field=1", "encoder_depth=six"):
+        with pytest.raises(ValueError):
+            tiny_shapes_config(bad)

@@ -20,6 +20,7 @@ and rings (0.75) are its weakest cases.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from segment_anything.modeling import Sam
 
 from .models import SamConfig, build_sam
 
-__all__ = ["TINY_SHAPES_CONFIG", "TINY_SHAPES_WEIGHTS", "load_tiny_shapes"]
+__all__ = ["TINY_SHAPES_CONFIG", "TINY_SHAPES_WEIGHTS", "load_tiny_shapes", "tiny_shapes_config"]
 
 TINY_SHAPES_CONFIG = SamConfig(
     encoder_embed_dim=96,
@@ -45,6 +46,32 @@ TINY_SHAPES_CONFIG = SamConfig(
     iou_head_hidden_dim=64,
 )
 """Sizes of the ``tiny_shapes`` model (input 256 px, 16 x 16 embedding grid, 64 x 64 logits)."""
+
+_FIXED_FIELDS = ("img_size", "pixel_mean", "pixel_std")
+
+
+def tiny_shapes_config(overrides: str = "") -> SamConfig:
+    """``TINY_SHAPES_CONFIG`` with ``field=value,...`` overrides, for training experiments.
+
+    Values are ints, or ints joined by ``+`` for the tuple field, e.g.
+    ``"encoder_embed_dim=128,encoder_depth=6,encoder_global_attn_indexes=2+5"``. The input size
+    and pixel statistics are fixed (the training data and evaluation depend on them).
+
+    Raises:
+        ValueError: on an unknown or fixed field, or a value that is not an int.
+    """
+    changes: dict[str, object] = {}
+    for item in filter(None, overrides.split(",")):
+        key, _, value = item.partition("=")
+        if key not in SamConfig.__dataclass_fields__ or key in _FIXED_FIELDS:
+            raise ValueError(f"unknown or fixed SamConfig field {key!r} in {overrides!r}")
+        try:
+            parsed = tuple(int(v) for v in value.split("+"))
+        except ValueError:
+            raise ValueError(f"{key} needs an int value (ints joined by '+' for a tuple), got {value!r}") from None
+        changes[key] = parsed if key.endswith("indexes") else parsed[0]
+    return dataclasses.replace(TINY_SHAPES_CONFIG, **changes)
+
 
 TINY_SHAPES_WEIGHTS: Path = Path(__file__).resolve().parent.parent / "weights" / "tiny_shapes.pt"
 """The shipped weights: a plain float16 ``state_dict`` of ``build_sam(TINY_SHAPES_CONFIG)``."""
