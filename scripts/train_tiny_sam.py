@@ -14,8 +14,14 @@ and a rerun on a machine of another speed gives slightly different weights; use 
 ``--max-minutes`` for exact reruns. Runs of the same recipe differ by a few hundredths of
 IoU between seeds/settings (a run with --lr 1.5e-3: click 0.823, box 0.838, three clicks
 0.869; with 50 % boxes instead of 40 %: click 0.76 on 20 images; with --deep-clicks 0.5:
-click 0.71-0.72),
-so the defaults are the best of five 27-29 minute runs, not a tuned optimum.
+click 0.71-0.72; with --lr 1e-3: 0.698 / 0.797 / 0.854; with --lr 7e-4: 0.782 / 0.810 /
+0.854; the defaults on two threads alone, 8212 steps instead of 6756: 0.778 / 0.838 /
+0.879), so the defaults are the best of ten 27-29 minute runs, not a tuned optimum.
+Also tried and dropped (not in this script): the mask loss at full resolution, on the
+upsampled logits at points sampled near the boundary (SAM-style point sampling), from the
+start (learning stalled near IoU 0.2-0.25 after the encoder joined) or added for the second
+half of the run (0.667 / 0.745 / 0.847); a focal modulating factor ``|target - p|^2`` for the
+area-averaged targets (0.704 / 0.805 / 0.853).
 
 Training follows the SAM paper's recipe, scaled down:
 
