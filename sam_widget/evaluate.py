@@ -183,7 +183,8 @@ def evaluate_tiny(
         raise ValueError("Give either sam or segmenter, not both.")
 
     rng = np.random.default_rng((EVAL_SEED_OFFSET, seed))
-    clicks, boxes, threes, times, objects = [], [], [], [], []
+    times: list[float] = []
+    objects: list[dict[str, Any]] = []  # one trial record per object
     for i in range(n_images):
         scene = shapes_scene(EVAL_SEED_OFFSET + seed * 100_000 + i, size)
         targets = [(m, deepest_pixel(m)[0]) for m in scene.masks]
@@ -195,7 +196,7 @@ def evaluate_tiny(
                 times.append(time.perf_counter() - t0)
             best = int(np.argmax(pred.scores))
             mask, logits = np.asarray(pred.masks[best]), np.asarray(pred.logits[best])
-            clicks.append(mask_iou(mask, gt))
+            click_iou = mask_iou(mask, gt)
 
             points, labels = [xy], [1]
             for _ in range(2):
@@ -208,7 +209,7 @@ def evaluate_tiny(
                     points=points, labels=labels, mask_input=logits[None], multimask=False
                 )
                 mask, logits = np.asarray(p.masks[0]), np.asarray(p.logits[0])
-            threes.append(mask_iou(mask, gt))
+            three_iou = mask_iou(mask, gt)
 
             ys, xs = np.nonzero(gt)
             x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
@@ -217,16 +218,15 @@ def evaluate_tiny(
             box = np.array([x0, y0, x1, y1], dtype=np.float64) + jit
             box = np.clip(box, 0, [size[1] - 1, size[0] - 1, size[1] - 1, size[0] - 1])
             p = segmenter.predict(box=box, multimask=False)
-            boxes.append(mask_iou(np.asarray(p.masks[0]), gt))
-            objects.append({"kind": scene.kinds[j], "area": int(gt.sum()), "click": clicks[-1],
-                            "box": boxes[-1], "three": threes[-1]})
+            objects.append({"kind": scene.kinds[j], "area": int(gt.sum()), "click": click_iou,
+                            "box": mask_iou(np.asarray(p.masks[0]), gt), "three": three_iou})
     out: dict[str, Any] = {
-        "click_iou": float(np.mean(clicks)),
-        "box_iou": float(np.mean(boxes)),
-        "three_click_iou": float(np.mean(threes)),
+        "click_iou": float(np.mean([o["click"] for o in objects])),
+        "box_iou": float(np.mean([o["box"] for o in objects])),
+        "three_click_iou": float(np.mean([o["three"] for o in objects])),
         "encode_first_mask_s": float(np.median(times)),
         "n_images": n_images,
-        "n_objects": len(clicks),
+        "n_objects": len(objects),
         "seed": seed,
     }
     if details:

@@ -226,6 +226,6 @@ def test_config_overrides_for_experiments_change_only_what_is_named():
     cfg = tiny_shapes_config("encoder_embed_dim=128,encoder_global_attn_indexes=2+5")
     assert cfg.encoder_embed_dim == 128 and cfg.encoder_global_attn_indexes == (2, 5)
     assert cfg.encoder_depth == TINY_SHAPES_CONFIG.encoder_depth
-    for bad in ("img_size=128", "no_such_field=1", "encoder_depth=six"):
+    for bad in ("img_size=128", "no_such_field=1", "encoder_depth=six", "encoder_depth=4+6"):
         with pytest.raises(ValueError):
             tiny_shapes_config(bad)

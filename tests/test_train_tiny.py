@@ -137,3 +137,15 @@ def test_the_batched_fused_decoder_equals_mask_decoder_forward(train):
         assert not torch.allclose(got[0], got[1], atol=1e-3)
     assert Attention.forward is original  # the fused attention is undone after decoding
 
+
+
+@pytest.mark.parametrize("bad", [["--prompt-mix", "a,b,c"], ["--prompt-mix", "0.5,0.5"],
+                                 ["--prompt-mix", "1.5,-0.5,0"], ["--reuse", "0"]])
+def test_bad_options_stop_with_one_message_before_anything_changes(train, tmp_path, capsys, bad):
+    before = (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX)
+    with pytest.raises(SystemExit) as exc:
+        train.main([*bad, "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "ck.pt")])
+    assert exc.value.code == 2
+    assert bad[0] in capsys.readouterr().err
+    assert (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX) == before
+    assert not any(tmp_path.iterdir())  # no weights, no checkpoint

@@ -58,7 +58,8 @@ def tiny_shapes_config(overrides: str = "") -> SamConfig:
     and pixel statistics are fixed (the training data and evaluation depend on them).
 
     Raises:
-        ValueError: on an unknown or fixed field, or a value that is not an int.
+        ValueError: on an unknown or fixed field, a value that is not an int, or several
+            ints for a field that takes one.
     """
     changes: dict[str, object] = {}
     for item in filter(None, overrides.split(",")):
@@ -69,7 +70,10 @@ def tiny_shapes_config(overrides: str = "") -> SamConfig:
             parsed = tuple(int(v) for v in value.split("+"))
         except ValueError:
             raise ValueError(f"{key} needs an int value (ints joined by '+' for a tuple), got {value!r}") from None
-        changes[key] = parsed if key.endswith("indexes") else parsed[0]
+        is_tuple = key.endswith("indexes")
+        if len(parsed) > 1 and not is_tuple:
+            raise ValueError(f"{key} takes one int, got {value!r}")
+        changes[key] = parsed if is_tuple else parsed[0]
     return dataclasses.replace(TINY_SHAPES_CONFIG, **changes)
 
 
