@@ -163,8 +163,10 @@ def evaluate_tiny(
             ``predict(points, labels, box, mask_input, multimask)`` returning ``.masks``
             ``(C, H, W)`` bool, ``.scores`` ``(C,)``, ``.logits`` ``(C, h, w)``, like
             :class:`sam_widget.engine.segmenter.Segmenter` (used when ``sam`` is given).
-        details: also return ``"objects"``: one ``{"kind", "area", "click", "box", "three"}``
-            dict per object (its shape kind, visible area in pixels and its three IoUs).
+        details: also return ``"objects"``: one ``{"kind", "area", "click", "click_best",
+            "box", "three"}`` dict per object (its shape kind, visible area in pixels, its
+            three IoUs and the IoU of the best of the three click candidates, i.e. the click
+            IoU a perfect choice among the candidates would give).
 
     Returns:
         ``{"click_iou", "box_iou", "three_click_iou", "encode_first_mask_s", "n_images",
@@ -197,6 +199,9 @@ def evaluate_tiny(
             best = int(np.argmax(pred.scores))
             mask, logits = np.asarray(pred.masks[best]), np.asarray(pred.logits[best])
             click_iou = mask_iou(mask, gt)
+            record: dict[str, Any] = {"kind": scene.kinds[j], "area": int(gt.sum()), "click": click_iou}
+            if details:
+                record["click_best"] = max(mask_iou(np.asarray(m), gt) for m in pred.masks)
 
             points, labels = [xy], [1]
             for _ in range(2):
@@ -218,8 +223,8 @@ def evaluate_tiny(
             box = np.array([x0, y0, x1, y1], dtype=np.float64) + jit
             box = np.clip(box, 0, [size[1] - 1, size[0] - 1, size[1] - 1, size[0] - 1])
             p = segmenter.predict(box=box, multimask=False)
-            objects.append({"kind": scene.kinds[j], "area": int(gt.sum()), "click": click_iou,
-                            "box": mask_iou(np.asarray(p.masks[0]), gt), "three": three_iou})
+            record |= {"box": mask_iou(np.asarray(p.masks[0]), gt), "three": three_iou}
+            objects.append(record)
     out: dict[str, Any] = {
         "click_iou": float(np.mean([o["click"] for o in objects])),
         "box_iou": float(np.mean([o["box"] for o in objects])),

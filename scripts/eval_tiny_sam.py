@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     t = res["encode_first_mask_s"]
     print(f"  encode + first mask  {t * 1000:.0f} ms (median; target <= 200 ms)")
     if args.breakdown:
+        best = sum(o["click_best"] for o in objects) / len(objects)
+        print(f"  click, best of the 3 candidates {best:.4f} (the IoU head's choice: {res['click_iou']:.4f})")
         groups: dict[str, list[dict]] = {}
         for o in objects:
             groups.setdefault(o["kind"], []).append(o)

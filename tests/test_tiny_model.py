@@ -162,6 +162,8 @@ def test_held_out_quality_meets_the_bounds(quality):
     assert {o["kind"] for o in objects} <= set(SHAPE_KINDS)
     for key, name in (("click", "click_iou"), ("box", "box_iou"), ("three", "three_click_iou")):
         assert np.mean([o[key] for o in objects]) == pytest.approx(quality[name])
+    # the IoU head's choice can only match or lose to the best candidate, never beat it
+    assert all(o["click_best"] >= o["click"] for o in objects)
 
 
 class _SwappedXY:
