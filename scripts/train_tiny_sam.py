@@ -98,13 +98,17 @@ FOCAL_ALPHA = 0.75  # weight of foreground pixels; 0.25 collapsed to empty masks
 class ShapesBatches(Dataset):
     """Item ``j`` = the ``batch`` images drawn for steps ``j * reuse`` .. ``j * reuse + reuse - 1``.
 
+    With ``procs`` training processes, process ``rank`` gets its own images: image ``i`` of
+    item ``j`` has seed ``seed * 10_000_000 + (j * procs + rank) * batch + i``.
+
     Returns ``(j, images (B, H, W, 3) uint8, [masks (N_b, H, W) bool per image])``.
     """
 
-    def __init__(self, seed: int, batch: int, n_batches: int) -> None:
+    def __init__(self, seed: int, batch: int, n_batches: int, rank: int = 0, procs: int = 1) -> None:
         self.seed, self.batch, self.n_batches = seed, batch, n_batches
-        last = seed * 10_000_000 + n_batches * batch
-        if n_batches * batch >= 10_000_000 or last >= EVAL_SEED_OFFSET:
+        self.rank, self.procs = rank, procs
+        total = n_batches * procs * batch
+        if total >= 10_000_000 or seed * 10_000_000 + total >= EVAL_SEED_OFFSET:
             raise ValueError("Training image seeds would reach the evaluation seeds.")
 
     def __len__(self) -> int:
@@ -112,7 +116,7 @@ class ShapesBatches(Dataset):
 
     def __getitem__(self, j: int):
         scenes = [
-            shapes_scene(self.seed * 10_000_000 + j * self.batch + i, (IMG, IMG))
+            shapes_scene(self.seed * 10_000_000 + (j * self.procs + self.rank) * self.batch + i, (IMG, IMG))
             for i in range(self.batch)
         ]
         images = np.stack([s.image for s in scenes])
@@ -297,12 +301,14 @@ def check_decode(sam) -> None:
 
 
 def train_batch(
-    sam, emb, gt, img_index, rng: np.random.Generator, clicks: int, focal_weight: float = 20.0
+    sam, emb, gt, img_index, rng: np.random.Generator, clicks: int, focal_weight: float = 20.0,
+    kind: int | None = None,
 ):
     """Loss of one step's prompt sequences.
 
     emb: (B, C, h, w) image embeddings; gt: (N, H, W) float masks; img_index: (N,) image of
-    each mask. One prompt kind per step (so that prompts batch without padding tokens).
+    each mask. One prompt kind per step (so that prompts batch without padding tokens),
+    drawn from ``rng`` unless given (0: one point, 1: box, 2: several points).
     The loss is computed on the low-resolution logits (4x the embedding grid: 64 px) against
     the area-averaged (soft) target, which is what bilinear upsampling of the logits needs.
     """
@@ -312,7 +318,8 @@ def train_batch(
     scale = IMG // low_size
     gt_low = F.avg_pool2d(gt[:, None], scale)[:, 0] if scale > 1 else gt
     src_emb = emb[img_index]
-    kind = rng.choice(3, p=PROMPT_MIX)  # 0: one point, 1: box, 2: several points
+    if kind is None:
+        kind = rng.choice(3, p=PROMPT_MIX)  # 0: one point, 1: box, 2: several points
     coords = torch.zeros(k, 0, 2)
     labels = torch.zeros(k, 0, dtype=torch.int)
     boxes = None
@@ -359,6 +366,44 @@ def train_batch(
     return total / (1 + clicks), stats
 
 
+def average_gradients(params: list[torch.nn.Parameter], procs: int, elapsed: float) -> float:
+    """Average the gradients of ``params`` over the ``procs`` training processes (one gloo
+    all-reduce) and return the mean of their ``elapsed`` seconds, so that every process
+    follows the same clock-driven schedule.
+
+    A parameter without a gradient in one process counts as a zero gradient there (the
+    gradient of the mean of the processes' losses); it keeps ``grad = None`` only if it has
+    none in every process (e.g. the frozen image encoder), so the optimiser skips it as in a
+    single process.
+    """
+    import torch.distributed as dist
+
+    present = [p.grad is not None for p in params]
+    flat = torch.cat(
+        [torch.tensor(present + [elapsed], dtype=torch.float32)]
+        + [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params]
+    )
+    dist.all_reduce(flat)
+    flat /= procs
+    offset = len(params) + 1
+    for p, share in zip(params, flat[: len(params)].tolist()):
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone() if share > 0 else None
+        offset += n
+    return float(flat[len(params)])
+
+
+def _process(rank: int, args: argparse.Namespace, port: int) -> None:
+    """Entry point of training process ``rank`` (``--procs`` > 1)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.procs)
+    try:
+        _train(args, rank)
+    finally:
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12000)
@@ -387,7 +432,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="for experiments: SamConfig overrides of TINY_SHAPES_CONFIG, e.g. "
                          "encoder_embed_dim=128,encoder_depth=6,encoder_global_attn_indexes=2+5 "
                          "(evaluate with scripts/eval_tiny_sam.py --arch ...)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (per process)")
+    ap.add_argument("--procs", type=int, default=1,
+                    help="data-parallel training processes (each with --batch images per step "
+                         "and its own images, gradients averaged every step); --procs 2 "
+                         "--threads 1 uses a 2-core CPU better than one process on 2 threads")
     ap.add_argument("--out", type=Path, default=TINY_SHAPES_WEIGHTS)
     ap.add_argument("--checkpoint", type=Path, default=REPO / "tmp" / "tiny_shapes_ckpt.pt")
     ap.add_argument("--save-every", type=int, default=100)
@@ -413,6 +462,25 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--prompt-mix: three non-negative shares that sum to 1, got {args.prompt_mix!r}")
     if args.reuse < 1:
         ap.error(f"--reuse: at least 1 step per generated batch, got {args.reuse}")
+    if not 1 <= args.procs <= 64:
+        ap.error(f"--procs: between 1 and 64 processes, got {args.procs}")
+    args.mix = mix
+    if args.procs == 1:
+        _train(args, 0)
+        return
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:  # a free loopback port for the processes to meet on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_process, args=(args, port), nprocs=args.procs, join=True)
+
+
+def _train(args: argparse.Namespace, rank: int) -> None:
+    """The training loop of process ``rank`` of ``args.procs`` (see :func:`main`)."""
+    mix, procs, lead = args.mix, args.procs, rank == 0
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -461,11 +529,12 @@ def main(argv: list[str] | None = None) -> None:
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         start, elapsed_before = int(ck["step"]), float(ck["elapsed"])
-        print(f"resumed at step {start} ({elapsed_before / 60:.1f} min trained)")
+        if lead:
+            print(f"resumed at step {start} ({elapsed_before / 60:.1f} min trained)")
     args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
     reuse = args.reuse
-    data = ShapesBatches(args.seed, args.batch, -(-args.steps // reuse))
+    data = ShapesBatches(args.seed, args.batch, -(-args.steps // reuse), rank, procs)
     loader = DataLoader(
         torch.utils.data.Subset(data, range(start // reuse, len(data))),
         batch_size=None,
@@ -500,9 +569,15 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     ema: dict[str, float] = {}
     step = start - 1  # the last finished step, so that step + 1 steps are done
-    bar = tqdm(batches(), total=args.steps - start, initial=0, desc="train tiny_shapes", dynamic_ncols=True)
+    params = [p for p in sam.parameters() if p.requires_grad]
+    bar = tqdm(batches(), total=args.steps - start, initial=0, desc="train tiny_shapes",
+               dynamic_ncols=True, disable=not lead)
     for step, images, masks in bar:
-        rng = np.random.default_rng((args.seed, step))
+        if procs == 1:
+            rng, kind = np.random.default_rng((args.seed, step)), None
+        else:  # the same prompt kind in every process (so the same modules get gradients)
+            kind = int(np.random.default_rng((args.seed, step)).choice(3, p=mix))
+            rng = np.random.default_rng((args.seed, step, 2, rank))
         x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() - mean) / std
         if step < args.freeze_encoder:
             with torch.no_grad():
@@ -516,10 +591,12 @@ def main(argv: list[str] | None = None) -> None:
             index += [b] * len(sel)
         gt = torch.from_numpy(np.concatenate(gts)).float()
         fw = 20.0 if args.focal_ramp <= 0 else 1.0 + 19.0 * min(1.0, step / args.focal_ramp)
-        loss, rounds = train_batch(sam, emb, gt, torch.tensor(index), rng, args.clicks, fw)
+        loss, rounds = train_batch(sam, emb, gt, torch.tensor(index), rng, args.clicks, fw, kind)
         clock["elapsed"] = elapsed_before + time.perf_counter() - t0
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if procs > 1:
+            clock["elapsed"] = average_gradients(params, procs, elapsed_before + time.perf_counter() - t0)
         torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
         opt.step()
         sched.step()
@@ -527,16 +604,19 @@ def main(argv: list[str] | None = None) -> None:
         for key, v in [("loss", loss.item()), ("iou1", r[0]), ("iouN", r[-1])]:
             ema[key] = v if key not in ema else 0.97 * ema[key] + 0.03 * v
         bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()} | {"lr": f"{sched.get_last_lr()[0]:.1e}"})
-        elapsed = elapsed_before + time.perf_counter() - t0
-        if (step + 1) % args.save_every == 0:
+        elapsed = elapsed_before + time.perf_counter() - t0 if procs == 1 else clock["elapsed"]
+        if lead and (step + 1) % args.save_every == 0:
             save_checkpoint(step + 1, elapsed)
-        if args.snapshot_every and (step + 1) % args.snapshot_every == 0:
+        if lead and args.snapshot_every and (step + 1) % args.snapshot_every == 0:
             torch.save(half_state(), args.out.with_name(f"{args.out.stem}_step{step + 1}.pt"))
         if args.stop_after is not None and step + 1 - start >= args.stop_after:
             break
         if args.max_minutes is not None and elapsed > args.max_minutes * 60:
-            print(f"\ntime budget reached at step {step + 1}")
+            if lead:
+                print(f"\ntime budget reached at step {step + 1}")
             break
+    if not lead:
+        return
     elapsed = elapsed_before + time.perf_counter() - t0
     save_checkpoint(step + 1, elapsed)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ augmentation must move images and masks together.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,11 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_tiny_sam.py
 
 @pytest.fixture(scope="module")
 def train():
-    spec = importlib.util.spec_from_file_location("train_tiny_sam", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # imported by name (not from a file spec) so that --procs' spawned processes can unpickle
+    # its functions: spawned children get this process's sys.path
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(SCRIPT.parent))
+    return importlib.import_module(SCRIPT.stem)
 
 
 def _run(train, tmp: Path, *extra: str) -> dict[str, torch.Tensor]:
@@ -140,7 +142,7 @@ def test_the_batched_fused_decoder_equals_mask_decoder_forward(train):
 
 
 @pytest.mark.parametrize("bad", [["--prompt-mix", "a,b,c"], ["--prompt-mix", "0.5,0.5"],
-                                 ["--prompt-mix", "1.5,-0.5,0"], ["--reuse", "0"]])
+                                 ["--prompt-mix", "1.5,-0.5,0"], ["--reuse", "0"], ["--procs", "0"]])
 def test_bad_options_stop_with_one_message_before_anything_changes(train, tmp_path, capsys, bad):
     before = (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX)
     with pytest.raises(SystemExit) as exc:
@@ -149,3 +151,61 @@ def test_bad_options_stop_with_one_message_before_anything_changes(train, tmp_pa
     assert bad[0] in capsys.readouterr().err
     assert (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX) == before
     assert not any(tmp_path.iterdir())  # no weights, no checkpoint
+
+
+def _average_in_process(rank: int, port: int, out: Path) -> None:
+    """Process ``rank`` of 2: gradients that differ per process, one missing on rank 0 and
+    one missing everywhere; writes what ``average_gradients`` made of them."""
+    import torch.distributed as dist
+
+    train = importlib.import_module(SCRIPT.stem)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        a, b, c = (torch.nn.Parameter(torch.zeros(2, 3)) for _ in range(3))
+        a.grad = torch.full((2, 3), float(rank + 1))  # 1 and 2
+        b.grad = None if rank == 0 else torch.full((2, 3), 4.0)
+        elapsed = train.average_gradients([a, b, c], 2, 10.0 * (rank + 1))
+        torch.save({"a": a.grad, "b": b.grad, "c": c.grad, "elapsed": elapsed}, out / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_average_their_gradients_and_share_one_clock(train, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_average_in_process, args=(port, tmp_path), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        torch.testing.assert_close(got["a"], torch.full((2, 3), 1.5))  # (1 + 2) / 2
+        torch.testing.assert_close(got["b"], torch.full((2, 3), 2.0))  # (0 + 4) / 2: missing = zero
+        assert got["c"] is None  # no gradient anywhere: the optimiser still skips it
+        assert got["elapsed"] == pytest.approx(15.0)  # both follow the mean clock
+
+
+def test_each_training_process_gets_its_own_images(train):
+    rank0 = train.ShapesBatches(0, 2, 3, rank=0, procs=2)[1]
+    rank1 = train.ShapesBatches(0, 2, 3, rank=1, procs=2)[1]
+    assert rank0[0] == rank1[0] == 1
+    # batch j=1 of rank r holds seeds (j * procs + r) * batch + i
+    assert np.array_equal(rank1[1][0], shapes_scene(6, (256, 256)).image)
+    assert np.array_equal(rank0[1][1], shapes_scene(5, (256, 256)).image)
+    assert not np.array_equal(rank0[1], rank1[1])
+    with pytest.raises(ValueError, match="evaluation seeds"):
+        train.ShapesBatches(99, 4, 2_000_000, rank=0, procs=2)
+
+
+def test_a_two_process_run_is_deterministic_and_differs_from_one_process(train, tmp_path):
+    two = _run(train, tmp_path / "a", "--procs", "2")
+    again = _run(train, tmp_path / "b", "--procs", "2")
+    one = _run(train, tmp_path / "c")
+    assert all(torch.equal(two[k], again[k]) for k in two)
+    key = "mask_decoder.iou_prediction_head.layers.0.weight"
+    assert not torch.equal(two[key], one[key])  # twice the images per step: other gradients
+    assert torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["step"] == 4
+    sam = build_sam(TINY_SHAPES_CONFIG)
+    sam.load_state_dict({k: v.float() for k, v in two.items()})
