@@ -23,8 +23,9 @@ three clicks on 100 images): the defaults 0.820 / 0.845 / 0.880 (6756 steps); --
 0.823 / 0.838 / 0.869; --lr 1e-3 0.698 / 0.797 / 0.854; --lr 7e-4 0.782 / 0.810 / 0.854;
 --clicks 1 (7100 steps) 0.717 / 0.812 / 0.843; the defaults on two threads alone (8212 steps)
 0.778 / 0.838 / 0.879; 50 % boxes instead of 40 %: click 0.76 on 20 images; --deep-clicks
-0.5: click 0.71-0.72. Two processes with --lr 2.5e-3 (for the larger step of 2 x 4 images):
-0.770 / 0.839 / 0.880.
+0.5: click 0.71-0.72. Two processes, the shipped recipe with --seed 1: 0.813 / 0.852 / 0.883
+(eval seed 1: 0.827 / 0.852 / 0.885), and with --lr 2.5e-3 (for the larger step of 2 x 4
+images): 0.770 / 0.839 / 0.880.
 Also tried and dropped (not in this script): the mask loss at full resolution, on the
 upsampled logits at points sampled near the boundary (SAM-style point sampling), from the
 start (learning stalled near IoU 0.2-0.25 after the encoder joined) or added for the second
