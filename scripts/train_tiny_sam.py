@@ -408,20 +408,34 @@ def average_gradients(params: list[torch.nn.Parameter], procs: int, elapsed: flo
     offset = len(params) + 1
     for p, share in zip(params, flat[: len(params)].tolist()):
         n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone() if share > 0 else None
+        p.grad = flat[offset : offset + n].view_as(p) if share > 0 else None
         offset += n
     return float(flat[len(params)])
 
 
-def _process(rank: int, args: argparse.Namespace, port: int) -> None:
-    """Entry point of training process ``rank`` (``--procs`` > 1)."""
+def _process(rank: int, target, procs: int, port: int, args: tuple) -> None:
+    """Process ``rank`` of :func:`run_processes`: join the gloo group, run ``target(rank, *args)``."""
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.procs)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=procs)
     try:
-        _train(args, rank)
+        target(rank, *args)
     finally:
         dist.destroy_process_group()
+
+
+def run_processes(target, procs: int, *args) -> None:
+    """Run ``target(rank, *args)`` in ``procs`` spawned processes joined in one gloo process
+    group on a free loopback port (so :func:`average_gradients` works inside ``target``); a
+    failure in any process is raised here. ``target`` must be importable by name."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_process, args=(target, procs, port, args), nprocs=procs, join=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -486,19 +500,12 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--procs: between 1 and 64 processes, got {args.procs}")
     args.mix = mix
     if args.procs == 1:
-        _train(args, 0)
-        return
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:  # a free loopback port for the processes to meet on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_process, args=(args, port), nprocs=args.procs, join=True)
+        _train(0, args)
+    else:
+        run_processes(_train, args.procs, args)
 
 
-def _train(args: argparse.Namespace, rank: int) -> None:
+def _train(rank: int, args: argparse.Namespace) -> None:
     """The training loop of process ``rank`` of ``args.procs`` (see :func:`main`)."""
     mix, procs, lead = args.mix, args.procs, rank == 0
 

@@ -153,32 +153,19 @@ def test_bad_options_stop_with_one_message_before_anything_changes(train, tmp_pa
     assert not any(tmp_path.iterdir())  # no weights, no checkpoint
 
 
-def _average_in_process(rank: int, port: int, out: Path) -> None:
+def _average_in_process(rank: int, out: Path) -> None:
     """Process ``rank`` of 2: gradients that differ per process, one missing on rank 0 and
     one missing everywhere; writes what ``average_gradients`` made of them."""
-    import torch.distributed as dist
-
     train = importlib.import_module(SCRIPT.stem)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        a, b, c = (torch.nn.Parameter(torch.zeros(2, 3)) for _ in range(3))
-        a.grad = torch.full((2, 3), float(rank + 1))  # 1 and 2
-        b.grad = None if rank == 0 else torch.full((2, 3), 4.0)
-        elapsed = train.average_gradients([a, b, c], 2, 10.0 * (rank + 1))
-        torch.save({"a": a.grad, "b": b.grad, "c": c.grad, "elapsed": elapsed}, out / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    a, b, c = (torch.nn.Parameter(torch.zeros(2, 3)) for _ in range(3))
+    a.grad = torch.full((2, 3), float(rank + 1))  # 1 and 2
+    b.grad = None if rank == 0 else torch.full((2, 3), 4.0)
+    elapsed = train.average_gradients([a, b, c], 2, 10.0 * (rank + 1))
+    torch.save({"a": a.grad, "b": b.grad, "c": c.grad, "elapsed": elapsed}, out / f"rank{rank}.pt")
 
 
 def test_two_processes_average_their_gradients_and_share_one_clock(train, tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_average_in_process, args=(port, tmp_path), nprocs=2, join=True)
+    train.run_processes(_average_in_process, 2, tmp_path)
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         torch.testing.assert_close(got["a"], torch.full((2, 3), 1.5))  # (1 + 2) / 2
