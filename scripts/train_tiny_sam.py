@@ -57,7 +57,8 @@ Training follows the SAM paper's recipe, scaled down:
   from the region eroded to a random depth (:func:`sample_deep`): people click inside objects
   and on the middle of what is wrong, rarely on edges.
 * Loss per round: ``w * focal + dice`` on the low-res logits (64 x 64) against the area-averaged
-  target, with focal gamma 2 and alpha 0.75 on foreground pixels, plus the MSE between the IoU
+  target, with focal gamma 2 and weight ``--focal-alpha`` on foreground pixels (``1 - alpha``
+  on background pixels), plus the MSE between the IoU
   head and the true IoU of every candidate. ``w`` is SAM's 20, reached after a linear ramp from
   1 over ``--focal-ramp`` steps: with 20 from the start (and with alpha 0.25) the tiny model
   collapsed to empty masks and stayed there for hundreds of steps.
@@ -112,7 +113,8 @@ CONFIG = TINY_SHAPES_CONFIG  # replaced in main() by --arch overrides
 IMG = TINY_SHAPES_CONFIG.img_size
 PROMPT_MIX = (0.5, 0.4, 0.1)  # share of steps prompted by one point, a box, several points
 DEEP_CLICKS = 0.0  # probability that a click is drawn from an eroded region (--deep-clicks)
-FOCAL_ALPHA = 0.75  # weight of foreground pixels; 0.25 collapsed to empty masks early on
+DEFAULT_FOCAL_ALPHA = 0.75  # weight of foreground pixels; 0.25 collapsed to empty masks early on
+FOCAL_ALPHA = DEFAULT_FOCAL_ALPHA  # --focal-alpha
 
 
 class ShapesBatches(Dataset):
@@ -456,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="learning rate of the image encoder relative to --lr")
     ap.add_argument("--focal-ramp", type=int, default=300,
                     help="steps over which the focal weight grows from 1 to 20 (0: always 20)")
+    ap.add_argument("--focal-alpha", type=float, default=DEFAULT_FOCAL_ALPHA,
+                    help="focal-loss weight of foreground pixels (background: 1 - alpha)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prompt-mix", default="0.5,0.4,0.1",
                     help="shares of steps prompted by one point, a box, several points")
@@ -496,6 +500,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--prompt-mix: three non-negative shares that sum to 1, got {args.prompt_mix!r}")
     if args.reuse < 1:
         ap.error(f"--reuse: at least 1 step per generated batch, got {args.reuse}")
+    if not 0 < args.focal_alpha < 1:
+        ap.error(f"--focal-alpha: between 0 and 1 (exclusive), got {args.focal_alpha}")
     if not 1 <= args.procs <= 64:
         ap.error(f"--procs: between 1 and 64 processes, got {args.procs}")
     args.mix = mix
@@ -511,8 +517,8 @@ def _train(rank: int, args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    global CONFIG, DEEP_CLICKS, PROMPT_MIX
-    CONFIG, DEEP_CLICKS, PROMPT_MIX = args.arch, args.deep_clicks, mix
+    global CONFIG, DEEP_CLICKS, PROMPT_MIX, FOCAL_ALPHA
+    CONFIG, DEEP_CLICKS, PROMPT_MIX, FOCAL_ALPHA = args.arch, args.deep_clicks, mix, args.focal_alpha
     sam = build_sam(CONFIG).train()
     check_decode(sam)
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}

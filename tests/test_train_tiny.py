@@ -141,15 +141,41 @@ def test_the_batched_fused_decoder_equals_mask_decoder_forward(train):
 
 
 
+def test_focal_alpha_sets_what_a_missed_object_pixel_costs_against_a_false_positive(train, monkeypatch):
+    gt = torch.zeros(1, 2, 2)
+    gt[0, 0, 0] = 1.0
+    # correct pixels at +-30 cost nothing; the one wrong pixel is wrong by the same margin
+    missed = torch.full((1, 2, 2), -30.0)
+    missed[0, 0, 0] = -3.0  # the object pixel is predicted as background
+    extra = torch.where(gt > 0, 30.0, -30.0)
+    extra[0, 1, 1] = 3.0  # one background pixel predicted as object
+    fn, fp = train.focal_loss(missed, gt), train.focal_loss(extra, gt)
+    assert fn.item() == pytest.approx(3 * fp.item(), rel=1e-4)  # default alpha 0.75: 0.75 vs 0.25
+    monkeypatch.setattr(train, "FOCAL_ALPHA", 0.5)  # what --focal-alpha 0.5 sets
+    assert train.focal_loss(missed, gt).item() == pytest.approx(train.focal_loss(extra, gt).item(), rel=1e-4)
+
+
+def test_focal_alpha_reaches_the_loss_of_a_run_and_the_next_run_gets_the_default_again(train, tmp_path):
+    default = _run(train, tmp_path / "a")
+    balanced = _run(train, tmp_path / "b", "--focal-alpha", "0.5")
+    assert train.FOCAL_ALPHA == 0.5
+    key = "mask_decoder.iou_prediction_head.layers.0.weight"
+    assert not torch.equal(default[key], balanced[key])
+    again = _run(train, tmp_path / "c")
+    assert train.FOCAL_ALPHA == train.DEFAULT_FOCAL_ALPHA
+    assert all(torch.equal(default[k], again[k]) for k in default)
+
+
 @pytest.mark.parametrize("bad", [["--prompt-mix", "a,b,c"], ["--prompt-mix", "0.5,0.5"],
-                                 ["--prompt-mix", "1.5,-0.5,0"], ["--reuse", "0"], ["--procs", "0"]])
+                                 ["--prompt-mix", "1.5,-0.5,0"], ["--reuse", "0"], ["--procs", "0"],
+                                 ["--focal-alpha", "1"], ["--focal-alpha", "0"], ["--focal-alpha", "x"]])
 def test_bad_options_stop_with_one_message_before_anything_changes(train, tmp_path, capsys, bad):
-    before = (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX)
+    before = (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX, train.FOCAL_ALPHA)
     with pytest.raises(SystemExit) as exc:
         train.main([*bad, "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "ck.pt")])
     assert exc.value.code == 2
     assert bad[0] in capsys.readouterr().err
-    assert (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX) == before
+    assert (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX, train.FOCAL_ALPHA) == before
     assert not any(tmp_path.iterdir())  # no weights, no checkpoint
 
 
