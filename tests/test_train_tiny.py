@@ -150,17 +150,18 @@ def test_focal_alpha_sets_what_a_missed_object_pixel_costs_against_a_false_posit
     extra = torch.where(gt > 0, 30.0, -30.0)
     extra[0, 1, 1] = 3.0  # one background pixel predicted as object
     fn, fp = train.focal_loss(missed, gt), train.focal_loss(extra, gt)
-    assert fn.item() == pytest.approx(3 * fp.item(), rel=1e-4)  # default alpha 0.75: 0.75 vs 0.25
-    monkeypatch.setattr(train, "FOCAL_ALPHA", 0.5)  # what --focal-alpha 0.5 sets
-    assert train.focal_loss(missed, gt).item() == pytest.approx(train.focal_loss(extra, gt).item(), rel=1e-4)
+    assert fn.item() == pytest.approx(fp.item(), rel=1e-4)  # default alpha 0.5: both cost the same
+    monkeypatch.setattr(train, "FOCAL_ALPHA", 0.75)  # what --focal-alpha 0.75 sets
+    missed_cost, extra_cost = train.focal_loss(missed, gt).item(), train.focal_loss(extra, gt).item()
+    assert missed_cost == pytest.approx(3 * extra_cost, rel=1e-4)  # 0.75 against 0.25
 
 
 def test_focal_alpha_reaches_the_loss_of_a_run_and_the_next_run_gets_the_default_again(train, tmp_path):
     default = _run(train, tmp_path / "a")
-    balanced = _run(train, tmp_path / "b", "--focal-alpha", "0.5")
-    assert train.FOCAL_ALPHA == 0.5
+    other = _run(train, tmp_path / "b", "--focal-alpha", "0.75")
+    assert train.FOCAL_ALPHA == 0.75
     key = "mask_decoder.iou_prediction_head.layers.0.weight"
-    assert not torch.equal(default[key], balanced[key])
+    assert not torch.equal(default[key], other[key])
     again = _run(train, tmp_path / "c")
     assert train.FOCAL_ALPHA == train.DEFAULT_FOCAL_ALPHA
     assert all(torch.equal(default[k], again[k]) for k in default)

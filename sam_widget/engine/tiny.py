@@ -9,10 +9,10 @@ produces plausible-looking but unreliable masks. Its purpose is teaching how pro
 offline demos and geometry tests.
 
 Measured by ``scripts/eval_tiny_sam.py`` (100 held-out images, 403 objects, seed 0), mean IoU:
-one click at the object's deepest pixel 0.835, a box with +-5 % jitter 0.857, three
-corrective clicks 0.884; image encode + first mask about 10-20 ms on a 2-core CPU. Masks are
-coarse (64 x 64 logits): small objects (< 1000 px, click 0.73), rings (0.76) and polygons
-with sharp corners (0.78) are its weakest cases.
+one click at the object's deepest pixel 0.859, a box with +-5 % jitter 0.870, three
+corrective clicks 0.900 (0.89996); image encode + first mask about 10-20 ms on a 2-core CPU.
+Masks are coarse (64 x 64 logits): small objects (< 1000 px, click 0.73), polygons with sharp
+corners (0.79) and rings (0.81) are its weakest cases.
 
     from sam_widget.engine.tiny import load_tiny_shapes
     sam = load_tiny_shapes()          # eval mode, on CPU, about 40 ms to build and load
