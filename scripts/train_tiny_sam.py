@@ -19,7 +19,8 @@ false-positive pixel costs a third of a missed one, and the model painted over o
 on top of the prompted one; with 0.5 it leaves them out. Two runs with 0.5, seeds 0 and 1:
 0.859 / 0.870 / 0.900 and 0.855 / 0.874 / 0.901 (eval seed 1: 0.871 / 0.874 / 0.904 and
 0.860 / 0.873 / 0.904), against 0.835 / 0.857 / 0.884 and 0.813 / 0.852 / 0.883 for the
-same two runs with 0.75. With 0.35 learning started more slowly (near-empty masks for ~400
+same two runs with 0.75. Between them, 0.6 did not help: 0.811 / 0.843 / 0.877 (eval
+seed 1: 0.823 / 0.852 / 0.884; 5316 steps, a test run shared the first 2 minutes). With 0.35 learning started more slowly (near-empty masks for ~400
 steps) and was still behind at step 3000 (step 2000 on 30 images of eval seed 1:
 0.62 / 0.68 / 0.76 against 0.71 / 0.75 / 0.82 for 0.5), so it was stopped there.
 
