@@ -20,8 +20,8 @@ on top of the prompted one; with 0.5 it leaves them out. Two runs with 0.5, seed
 0.859 / 0.870 / 0.900 and 0.855 / 0.874 / 0.901 (eval seed 1: 0.871 / 0.874 / 0.904 and
 0.860 / 0.873 / 0.904), against 0.835 / 0.857 / 0.884 and 0.813 / 0.852 / 0.883 for the
 same two runs with 0.75. Between them, 0.6 did not help: 0.811 / 0.843 / 0.877 (eval
-seed 1: 0.823 / 0.852 / 0.884; 5316 steps, a test run shared the first 2 minutes). With 0.35 learning started more slowly (near-empty masks for ~400
-steps) and was still behind at step 3000 (step 2000 on 30 images of eval seed 1:
+seed 1: 0.823 / 0.852 / 0.884; 5316 steps, a test run shared the first 2 minutes). With
+0.35 learning started more slowly (near-empty masks for ~400 steps) and was still behind at step 3000 (step 2000 on 30 images of eval seed 1:
 0.62 / 0.68 / 0.76 against 0.71 / 0.75 / 0.82 for 0.5), so it was stopped there.
 
 Two processes of one thread each put both cores to work (one process on 2 threads gains
@@ -31,7 +31,8 @@ images of one process and (with --focal-alpha 0.75) click 0.835 / box 0.857 / th
 0.861 / 0.889 against 0.824 / 0.845 / 0.879).
 
 Runs differ by a few hundredths of IoU between seeds and settings, as much as most settings'
-effects. The runs below used --focal-alpha 0.75. One-process runs (one thread, beside a second run on the other core; click / box /
+effects. The runs below used --focal-alpha 0.75. One-process runs (one thread, beside a
+second run on the other core; click / box /
 three clicks on 100 images): the defaults 0.820 / 0.845 / 0.880 (6756 steps); --lr 1.5e-3
 0.823 / 0.838 / 0.869; --lr 1e-3 0.698 / 0.797 / 0.854; --lr 7e-4 0.782 / 0.810 / 0.854;
 --clicks 1 (7100 steps) 0.717 / 0.812 / 0.843; the defaults on two threads alone (8212 steps)
