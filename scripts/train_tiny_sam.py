@@ -21,8 +21,9 @@ on top of the prompted one; with 0.5 it leaves them out. Two runs with 0.5, seed
 0.860 / 0.873 / 0.904), against 0.835 / 0.857 / 0.884 and 0.813 / 0.852 / 0.883 for the
 same two runs with 0.75. Between them, 0.6 did not help: 0.811 / 0.843 / 0.877 (eval
 seed 1: 0.823 / 0.852 / 0.884; 5316 steps, a test run shared the first 2 minutes). With
-0.35 learning started more slowly (near-empty masks for ~400 steps) and was still behind at step 3000 (step 2000 on 30 images of eval seed 1:
-0.62 / 0.68 / 0.76 against 0.71 / 0.75 / 0.82 for 0.5), so it was stopped there.
+0.35 learning started more slowly (near-empty masks for ~400 steps) and was still behind
+at step 3000 (step 2000 on 30 images of eval seed 1: 0.62 / 0.68 / 0.76 against
+0.71 / 0.75 / 0.82 for 0.5), so it was stopped there.
 
 Two processes of one thread each put both cores to work (one process on 2 threads gains
 only ~20 %: these small operators parallelise poorly); at equal time that gave 1.6 x the
