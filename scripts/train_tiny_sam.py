@@ -33,8 +33,8 @@ images of one process and (with --focal-alpha 0.75) click 0.835 / box 0.857 / th
 
 Runs differ by a few hundredths of IoU between seeds and settings, as much as most settings'
 effects. The runs below used --focal-alpha 0.75. One-process runs (one thread, beside a
-second run on the other core; click / box /
-three clicks on 100 images): the defaults 0.820 / 0.845 / 0.880 (6756 steps); --lr 1.5e-3
+second run on the other core; click / box / three clicks on 100 images): the defaults
+0.820 / 0.845 / 0.880 (6756 steps); --lr 1.5e-3
 0.823 / 0.838 / 0.869; --lr 1e-3 0.698 / 0.797 / 0.854; --lr 7e-4 0.782 / 0.810 / 0.854;
 --clicks 1 (7100 steps) 0.717 / 0.812 / 0.843; the defaults on two threads alone (8212 steps)
 0.778 / 0.838 / 0.879; 50 % boxes instead of 40 %: click 0.76 on 20 images; --deep-clicks
@@ -48,8 +48,7 @@ half of the run (0.667 / 0.745 / 0.847); a focal modulating factor ``|target - p
 area-averaged targets (0.704 / 0.805 / 0.853); a cross-entropy "which candidate is best"
 loss on the IoU head next to its MSE (weight 0.1, temperature 0.05 IoU; 5484 steps, as
 measurements shared its core: 0.697 / 0.789 / 0.835, and the IoU head's choice still trailed
-the best candidate by 0.05); an exponential
-moving average of the weights (decay 0.999: 0.01 worse than the final weights, whose
+the best candidate by 0.05); an exponential moving average of the weights (decay 0.999: 0.01 worse than the final weights, whose
 learning rate has already decayed to 2 %); averaging the weights of two runs (0.41-0.55: no
 common basin); retraining only the IoU head's MLP on the final features (click 0.814).
 
@@ -57,8 +56,8 @@ Training follows the SAM paper's recipe, scaled down:
 
 * Data: fresh images ``sam_widget.data.shapes_scene(seed)`` with image seeds
   ``seed * 10_000_000 + (j * procs + rank) * batch + i`` in process ``rank`` (all below
-  ``sam_widget.evaluate.EVAL_SEED_OFFSET``, so evaluation images are never trained on), generated in a background worker; each batch
-  ``j`` serves ``--reuse`` steps, the later ones flipped/rotated (one of the 8 symmetries of
+  ``sam_widget.evaluate.EVAL_SEED_OFFSET``, so evaluation images are never trained on),
+  generated in a background worker; each batch ``j`` serves ``--reuse`` steps, the later ones flipped/rotated (one of the 8 symmetries of
   the square) and with the colour channels permuted, and up to ``--objects`` objects per image.
 * Prompts: one kind per step (so prompts batch without padding tokens): a single positive point
   inside each object (50 %; 3 candidate masks, the loss and gradient only on the best
@@ -73,8 +72,7 @@ Training follows the SAM paper's recipe, scaled down:
   and on the middle of what is wrong, rarely on edges.
 * Loss per round: ``w * focal + dice`` on the low-res logits (64 x 64) against the area-averaged
   target, with focal gamma 2 and weight ``--focal-alpha`` on foreground pixels (``1 - alpha``
-  on background pixels), plus the MSE between the IoU
-  head and the true IoU of every candidate. ``w`` is SAM's 20, reached after a linear ramp from
+  on background pixels), plus the MSE between the IoU head and the true IoU of every candidate. ``w`` is SAM's 20, reached after a linear ramp from
   1 over ``--focal-ramp`` steps: with 20 from the start (and with alpha 0.25) the tiny model
   collapsed to empty masks and stayed there for hundreds of steps.
 * Curriculum: for the first ``--freeze-encoder`` steps only the prompt encoder and the mask
@@ -95,8 +93,8 @@ Training follows the SAM paper's recipe, scaled down:
   optimiser step and follow the same time-driven schedule. All processes draw the same
   prompt kind for a step, as one process does for its whole batch.
 
-Every random choice is a function of ``(--seed, step)`` (and the process rank): without ``--max-minutes`` the same
-command gives the same weights (up to floating-point summation order, which depends on the
+Every random choice is a function of ``(--seed, step)`` (and the process rank): without
+``--max-minutes`` the same command gives the same weights (up to floating-point summation order, which depends on the
 number of threads). With ``--max-minutes`` the schedule follows the clock (see its help).
 """
 
