@@ -41,24 +41,25 @@ second run on the other core; click / box / three clicks on 100 images): the def
 0.5: click 0.71-0.72. Two processes, the shipped recipe with --seed 1: 0.813 / 0.852 / 0.883
 (eval seed 1: 0.827 / 0.852 / 0.885), and with --lr 2.5e-3 (for the larger step of 2 x 4
 images): 0.770 / 0.839 / 0.880.
-Also tried and dropped (not in this script): the mask loss at full resolution, on the
-upsampled logits at points sampled near the boundary (SAM-style point sampling), from the
-start (learning stalled near IoU 0.2-0.25 after the encoder joined) or added for the second
-half of the run (0.667 / 0.745 / 0.847); a focal modulating factor ``|target - p|^2`` for the
-area-averaged targets (0.704 / 0.805 / 0.853); a cross-entropy "which candidate is best"
-loss on the IoU head next to its MSE (weight 0.1, temperature 0.05 IoU; 5484 steps, as
-measurements shared its core: 0.697 / 0.789 / 0.835, and the IoU head's choice still trailed
-the best candidate by 0.05); an exponential moving average of the weights (decay 0.999: 0.01 worse than the final weights, whose
-learning rate has already decayed to 2 %); averaging the weights of two runs (0.41-0.55: no
-common basin); retraining only the IoU head's MLP on the final features (click 0.814).
+Also tried and dropped (not in this script): the mask loss at full resolution, on the upsampled
+logits at points sampled near the boundary (SAM-style point sampling), from the start (learning
+stalled near IoU 0.2-0.25 after the encoder joined) or added for the second half of the run
+(0.667 / 0.745 / 0.847); a focal modulating factor ``|target - p|^2`` for the area-averaged
+targets (0.704 / 0.805 / 0.853); a cross-entropy "which candidate is best" loss on the IoU head
+next to its MSE (weight 0.1, temperature 0.05 IoU; 5484 steps, as measurements shared its core:
+0.697 / 0.789 / 0.835, and the IoU head's choice still trailed the best candidate by 0.05); an
+exponential moving average of the weights (decay 0.999: 0.01 worse than the final weights,
+whose learning rate has already decayed to 2 %); averaging the weights of two runs (0.41-0.55:
+no common basin); retraining only the IoU head's MLP on the final features (click 0.814).
 
 Training follows the SAM paper's recipe, scaled down:
 
 * Data: fresh images ``sam_widget.data.shapes_scene(seed)`` with image seeds
   ``seed * 10_000_000 + (j * procs + rank) * batch + i`` in process ``rank`` (all below
   ``sam_widget.evaluate.EVAL_SEED_OFFSET``, so evaluation images are never trained on),
-  generated in a background worker; each batch ``j`` serves ``--reuse`` steps, the later ones flipped/rotated (one of the 8 symmetries of
-  the square) and with the colour channels permuted, and up to ``--objects`` objects per image.
+  generated in a background worker; each batch ``j`` serves ``--reuse`` steps, the later ones
+  flipped/rotated (one of the 8 symmetries of the square) and with the colour channels
+  permuted, and up to ``--objects`` objects per image.
 * Prompts: one kind per step (so prompts batch without padding tokens): a single positive point
   inside each object (50 %; 3 candidate masks, the loss and gradient only on the best
   candidate: the "min over candidates" rule), the object's box jittered by Gaussian noise of
@@ -70,11 +71,12 @@ Training follows the SAM paper's recipe, scaled down:
   uniform in their region, except that with probability ``--deep-clicks`` a point is drawn
   from the region eroded to a random depth (:func:`sample_deep`): people click inside objects
   and on the middle of what is wrong, rarely on edges.
-* Loss per round: ``w * focal + dice`` on the low-res logits (64 x 64) against the area-averaged
-  target, with focal gamma 2 and weight ``--focal-alpha`` on foreground pixels (``1 - alpha``
-  on background pixels), plus the MSE between the IoU head and the true IoU of every candidate. ``w`` is SAM's 20, reached after a linear ramp from
-  1 over ``--focal-ramp`` steps: with 20 from the start (and with alpha 0.25) the tiny model
-  collapsed to empty masks and stayed there for hundreds of steps.
+* Loss per round: ``w * focal + dice`` on the low-res logits (64 x 64) against the
+  area-averaged target, with focal gamma 2 and weight ``--focal-alpha`` on foreground pixels
+  (``1 - alpha`` on background pixels), plus the MSE between the IoU head and the true IoU of
+  every candidate. ``w`` is SAM's 20, reached after a linear ramp from 1 over ``--focal-ramp``
+  steps: with 20 from the start (and with alpha 0.25) the tiny model collapsed to empty masks
+  and stayed there for hundreds of steps.
 * Curriculum: for the first ``--freeze-encoder`` steps only the prompt encoder and the mask
   decoder learn, on the features of the randomly initialised image encoder; then the encoder
   joins at ``--encoder-lr-scale`` times the learning rate. Trained jointly from the start, the
@@ -94,8 +96,9 @@ Training follows the SAM paper's recipe, scaled down:
   prompt kind for a step, as one process does for its whole batch.
 
 Every random choice is a function of ``(--seed, step)`` (and the process rank): without
-``--max-minutes`` the same command gives the same weights (up to floating-point summation order, which depends on the
-number of threads). With ``--max-minutes`` the schedule follows the clock (see its help).
+``--max-minutes`` the same command gives the same weights (up to floating-point summation
+order, which depends on the number of threads). With ``--max-minutes`` the schedule follows the
+clock (see its help).
 """
 
 from __future__ import annotations
