@@ -63,7 +63,7 @@ Training follows the SAM paper's recipe, scaled down:
 * Prompts: one kind per step (so prompts batch without padding tokens): a single positive point
   inside each object (50 %; 3 candidate masks, the loss and gradient only on the best
   candidate: the "min over candidates" rule), the object's box jittered by Gaussian noise of
-  7 % of its side, at most 20 px (40 %), or 1-2 positive points inside plus one negative
+  ``--box-noise`` (7 %) of its side, at most 20 px (40 %), or 1-2 positive points inside plus one negative
   outside (10 %). Then ``--clicks`` follow-up rounds: a click in the error region of the
   previous prediction (positive where the object was missed, negative on a false positive),
   given together with the earlier prompts and with the previous best low-res logits as
@@ -131,6 +131,8 @@ PROMPT_MIX = (0.5, 0.4, 0.1)  # share of steps prompted by one point, a box, sev
 DEEP_CLICKS = 0.0  # probability that a click is drawn from an eroded region (--deep-clicks)
 DEFAULT_FOCAL_ALPHA = 0.5  # weight of foreground pixels (0.75 let masks spread over occluders)
 FOCAL_ALPHA = DEFAULT_FOCAL_ALPHA  # --focal-alpha
+DEFAULT_BOX_NOISE = 0.07  # std of a box coordinate's Gaussian jitter, as a fraction of the side
+BOX_NOISE = DEFAULT_BOX_NOISE  # --box-noise
 
 
 class ShapesBatches(Dataset):
@@ -367,7 +369,7 @@ def train_batch(
     elif kind == 1:
         b = mask_boxes(gt_bool)
         side = torch.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1).repeat(1, 2)
-        noise = torch.from_numpy(rng.normal(0, 0.07, size=(k, 4)).astype(np.float32)) * side
+        noise = torch.from_numpy(rng.normal(0, BOX_NOISE, size=(k, 4)).astype(np.float32)) * side
         boxes = (b + noise.clamp(-20, 20)).clamp(0, IMG - 1)
     else:
         n_pos = int(rng.integers(1, 3))
@@ -476,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="steps over which the focal weight grows from 1 to 20 (0: always 20)")
     ap.add_argument("--focal-alpha", type=float, default=DEFAULT_FOCAL_ALPHA,
                     help="focal-loss weight of foreground pixels (background: 1 - alpha)")
+    ap.add_argument("--box-noise", type=float, default=DEFAULT_BOX_NOISE,
+                    help="std of the Gaussian jitter of each box coordinate in training, as a "
+                         "fraction of the box's width (x) or height (y); at most 20 px")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prompt-mix", default="0.5,0.4,0.1",
                     help="shares of steps prompted by one point, a box, several points")
@@ -518,6 +523,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--reuse: at least 1 step per generated batch, got {args.reuse}")
     if not 0 < args.focal_alpha < 1:
         ap.error(f"--focal-alpha: between 0 and 1 (exclusive), got {args.focal_alpha}")
+    if not 0 <= args.box_noise <= 1:
+        ap.error(f"--box-noise: between 0 and 1 (a fraction of the box side), got {args.box_noise}")
     if not 1 <= args.procs <= 64:
         ap.error(f"--procs: between 1 and 64 processes, got {args.procs}")
     args.mix = mix
@@ -533,8 +540,9 @@ def _train(rank: int, args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    global CONFIG, DEEP_CLICKS, PROMPT_MIX, FOCAL_ALPHA
-    CONFIG, DEEP_CLICKS, PROMPT_MIX, FOCAL_ALPHA = args.arch, args.deep_clicks, mix, args.focal_alpha
+    global CONFIG, DEEP_CLICKS, PROMPT_MIX, FOCAL_ALPHA, BOX_NOISE
+    CONFIG, DEEP_CLICKS, PROMPT_MIX = args.arch, args.deep_clicks, mix
+    FOCAL_ALPHA, BOX_NOISE = args.focal_alpha, args.box_noise
     sam = build_sam(CONFIG).train()
     check_decode(sam)
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}

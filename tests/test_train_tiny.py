@@ -167,16 +167,61 @@ def test_focal_alpha_reaches_the_loss_of_a_run_and_the_next_run_gets_the_default
     assert all(torch.equal(default[k], again[k]) for k in default)
 
 
+def _training_boxes(train, monkeypatch, noise: float) -> torch.Tensor:
+    """The boxes one box-prompted training step gives the prompt encoder, for 200 copies of
+    a 40 x 40 square whose true box is (100, 100, 139, 139)."""
+    monkeypatch.setattr(train, "BOX_NOISE", noise)  # what --box-noise sets
+    torch.manual_seed(0)
+    sam = build_sam(TINY_SHAPES_CONFIG)
+    seen = []
+    forward = sam.prompt_encoder.forward
+
+    def spy(points, boxes, masks):
+        seen.append(boxes.clone())
+        return forward(points, boxes, masks)
+
+    monkeypatch.setattr(sam.prompt_encoder, "forward", spy)
+    gt = torch.zeros(200, 256, 256)
+    gt[:, 100:140, 100:140] = 1.0
+    emb = torch.randn(1, TINY_SHAPES_CONFIG.prompt_embed_dim, 16, 16)
+    with torch.no_grad():
+        train.train_batch(sam, emb, gt, torch.zeros(200, dtype=torch.long), np.random.default_rng(0), 0,
+                          kind=1)
+    (boxes,) = seen
+    return boxes
+
+
+def test_box_noise_sets_how_far_the_training_boxes_stray_from_the_true_box(train, monkeypatch):
+    true = torch.tensor([100.0, 100.0, 139.0, 139.0])
+    exact = _training_boxes(train, monkeypatch, 0.0)
+    assert torch.equal(exact, true.expand(200, 4))
+    for noise in (0.035, 0.1):
+        err = _training_boxes(train, monkeypatch, noise) - true
+        assert err.abs().max() <= 20  # the 20-px cap (0.1 x 39 px: not reached in practice)
+        assert err.std().item() / 39 == pytest.approx(noise, rel=0.1)  # 800 draws
+
+
+def test_box_noise_reaches_a_run_and_the_next_run_gets_the_default_again(train, tmp_path):
+    boxes_only = ("--prompt-mix", "0,1,0")
+    default = _run(train, tmp_path / "a", *boxes_only)
+    other = _run(train, tmp_path / "b", *boxes_only, "--box-noise", "0.3")
+    assert train.BOX_NOISE == 0.3
+    assert any(not torch.equal(default[k], other[k]) for k in default)
+    _run(train, tmp_path / "c")
+    assert train.BOX_NOISE == train.DEFAULT_BOX_NOISE
+
+
 @pytest.mark.parametrize("bad", [["--prompt-mix", "a,b,c"], ["--prompt-mix", "0.5,0.5"],
                                  ["--prompt-mix", "1.5,-0.5,0"], ["--reuse", "0"], ["--procs", "0"],
-                                 ["--focal-alpha", "1"], ["--focal-alpha", "0"], ["--focal-alpha", "x"]])
+                                 ["--focal-alpha", "1"], ["--focal-alpha", "0"], ["--focal-alpha", "x"],
+                                 ["--box-noise", "-0.1"], ["--box-noise", "2"]])
 def test_bad_options_stop_with_one_message_before_anything_changes(train, tmp_path, capsys, bad):
-    before = (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX, train.FOCAL_ALPHA)
+    before = (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX, train.FOCAL_ALPHA, train.BOX_NOISE)
     with pytest.raises(SystemExit) as exc:
         train.main([*bad, "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "ck.pt")])
     assert exc.value.code == 2
     assert bad[0] in capsys.readouterr().err
-    assert (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX, train.FOCAL_ALPHA) == before
+    assert (train.CONFIG, train.DEEP_CLICKS, train.PROMPT_MIX, train.FOCAL_ALPHA, train.BOX_NOISE) == before
     assert not any(tmp_path.iterdir())  # no weights, no checkpoint
 
 
