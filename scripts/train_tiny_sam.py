@@ -25,13 +25,13 @@ seed 1: 0.823 / 0.852 / 0.884; 5316 steps, a test run shared the first 2 minutes
 at step 3000 (step 2000 on 30 images of eval seed 1: 0.62 / 0.68 / 0.76 against
 0.71 / 0.75 / 0.82 for 0.5), so it was stopped there.
 
-Two settings tried after the shipped run changed nothing measurable. --box-noise 0.035 (half the
-default, nearer the evaluation's uniform +-5 % jitter, whose std is 2.9 %): 0.862 / 0.870 /
-0.901 (eval seed 1: 0.872 / 0.872 / 0.904); on eval seeds 2 and 3 its boxes scored 0.871 and
-0.868 against 0.861 and 0.860, its three clicks 0.898 and 0.898 against 0.900 and 0.903: a
-tie. --arch prompt_embed_dim=96 (a wider mask decoder, 25 % more time per step) learned
-more slowly and was stopped after 20 minutes at training IoU 0.70 / 0.81 (first / last
-round) where the shipped run had 0.82 / 0.86.
+Two settings tried after the shipped run changed nothing measurable. --box-noise 0.035 (half
+the default, nearer the evaluation's uniform +-5 % jitter, whose std is 2.9 %): 0.862 / 0.870
+/ 0.901 (eval seed 1: 0.872 / 0.872 / 0.904); on eval seeds 2 and 3 its boxes scored 0.871
+and 0.868 against 0.861 and 0.860, its three clicks 0.898 and 0.898 against 0.900 and 0.903:
+a tie. --arch prompt_embed_dim=96 (a wider mask decoder, 25 % more time per step) learned
+more slowly and was stopped after 20 minutes at training IoU 0.70 / 0.81 (first / last round)
+where the shipped run had 0.82 / 0.86.
 
 Box against the time budget (the shipped recipe with --max-minutes 14.5 / 29 / 58; 2802 /
 5474 / 10 558 steps): box 0.771 / 0.870 / 0.883 on eval seed 0 (seed 1: 0.768 / 0.874 /
@@ -74,17 +74,17 @@ Training follows the SAM paper's recipe, scaled down:
   generated in a background worker; each batch ``j`` serves ``--reuse`` steps, the later ones
   flipped/rotated (one of the 8 symmetries of the square) and with the colour channels
   permuted, and up to ``--objects`` objects per image.
-* Prompts: one kind per step (so prompts batch without padding tokens): a single positive point
-  inside each object (50 %; 3 candidate masks, the loss and gradient only on the best
+* Prompts: one kind per step (so prompts batch without padding tokens): a single positive
+  point inside each object (50 %; 3 candidate masks, the loss and gradient only on the best
   candidate: the "min over candidates" rule), the object's box jittered by Gaussian noise of
-  ``--box-noise`` (7 %) of its side, at most 20 px (40 %), or 1-2 positive points inside plus one negative
-  outside (10 %). Then ``--clicks`` follow-up rounds: a click in the error region of the
-  previous prediction (positive where the object was missed, negative on a false positive),
-  given together with the earlier prompts and with the previous best low-res logits as
-  ``mask_input``; these multi-prompt rounds use the single-output mask, as SAM does. Points are
-  uniform in their region, except that with probability ``--deep-clicks`` a point is drawn
-  from the region eroded to a random depth (:func:`sample_deep`): people click inside objects
-  and on the middle of what is wrong, rarely on edges.
+  ``--box-noise`` (7 %) of its side, at most 20 px (40 %), or 1-2 positive points inside plus
+  one negative outside (10 %). Then ``--clicks`` follow-up rounds: a click in the error
+  region of the previous prediction (positive where the object was missed, negative on a
+  false positive), given together with the earlier prompts and with the previous best low-res
+  logits as ``mask_input``; these multi-prompt rounds use the single-output mask, as SAM
+  does. Points are uniform in their region, except that with probability ``--deep-clicks`` a
+  point is drawn from the region eroded to a random depth (:func:`sample_deep`): people click
+  inside objects and on the middle of what is wrong, rarely on edges.
 * Loss per round: ``w * focal + dice`` on the low-res logits (64 x 64) against the
   area-averaged target, with focal gamma 2 and weight ``--focal-alpha`` on foreground pixels
   (``1 - alpha`` on background pixels), plus the MSE between the IoU head and the true IoU of

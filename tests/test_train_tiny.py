@@ -199,6 +199,9 @@ def test_box_noise_sets_how_far_the_training_boxes_stray_from_the_true_box(train
         err = _training_boxes(train, monkeypatch, noise) - true
         assert err.abs().max() <= 20  # the 20-px cap (0.1 x 39 px: not reached in practice)
         assert err.std().item() / 39 == pytest.approx(noise, rel=0.1)  # 800 draws
+    # a noise as large as the side (std 39 px) is cut at the 20-px cap, on both sides
+    err = _training_boxes(train, monkeypatch, 1.0) - true
+    assert err.max().item() == 20 and err.min().item() == -20
 
 
 def test_box_noise_reaches_a_run_and_the_next_run_gets_the_default_again(train, tmp_path):
