@@ -32,6 +32,7 @@ from ..images import to_rgb_uint8
 from ..render import fit_size, mask_overlay, objects_overlay, resize_mask, resize_rgb
 from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot, object_color
 from .canvas_view import CURRENT, OBJECTS, CanvasView
+from .comms import no_execute_hooks_off_main_thread
 
 __all__ = ["SamWidget", "SHORTCUTS"]
 
@@ -153,6 +154,9 @@ class SamWidget(widgets.VBox):
             ignore_modifier_key_events=True,
         )
         self._events.on_dom_event(self._on_dom_event)
+        # Widget messages handled on a JupyterLab subshell must not run IPython's execution
+        # hooks concurrently with the user's cell (they garble matplotlib figures): see comms.py.
+        no_execute_hooks_off_main_thread(self, self._events)
         self._view.canvas.on_client_ready(lambda *_: self._redraw_all())
         self._update_status()
         self._worker = _Worker(self)
