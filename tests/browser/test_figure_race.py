@@ -11,7 +11,9 @@ widget must still answer the clicks.
 
 from __future__ import annotations
 
+import base64
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +45,7 @@ FIGURES = """%matplotlib inline
 import hashlib, io, time
 import matplotlib.pyplot as plt
 fixed = np.zeros(img.shape[:2], bool); fixed[100:300, 200:400] = True
-hashes, t0 = [], time.time()
+hashes, pngs, t0 = [], {{}}, time.time()
 while time.time() - t0 < {seconds}:
     fig, axs = plt.subplots(1, 2, figsize=(6, 3))
     axs[0].imshow(img); axs[0].set_title("image")
@@ -52,6 +54,7 @@ while time.time() - t0 < {seconds}:
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     hashes.append(hashlib.sha1(buf.getvalue()).hexdigest())
+    pngs.setdefault(hashes[-1], buf.getvalue())
 t1 = time.time()
 """
 
@@ -61,7 +64,7 @@ RUN_NEW_CELL = """(src) => { const panel = window.jupyterapp.shell.currentWidget
   window.jupyterapp.commands.execute('notebook:run-cell'); }"""
 
 
-def test_pointer_and_clicks_do_not_change_figures_drawn_meanwhile(open_nb):
+def test_pointer_and_clicks_do_not_change_figures_drawn_meanwhile(open_nb, browser_artifacts):
     nb = open_nb([SETUP], wait_for_selector=CANVAS)
     page, canvas = nb.page, nb.canvas(0)
     nb.wait_for("w._ready.is_set()")
@@ -89,6 +92,8 @@ def test_pointer_and_clicks_do_not_change_figures_drawn_meanwhile(open_nb):
     concurrent = nb.eval("sum(1 for t, main in handled if t0 < t < t1 and not main)")
     print(f"\n{clicks} clicks/presses; {n} renders, {distinct} distinct; "
           f"{concurrent} canvas messages handled off the main thread during the cell")
+    for i, b64 in enumerate(nb.eval("[__import__('base64').b64encode(v).decode() for v in pngs.values()]")):
+        (Path(browser_artifacts) / f"figure_race_render_{i}.png").write_bytes(base64.b64decode(b64))
     assert n >= 4 and clicks >= 20
     assert concurrent > 0, "no widget message was handled concurrently with the cell: the test proves nothing"
     assert distinct == 1, f"{distinct} different PNGs out of {n} renders of the same figure"
