@@ -45,7 +45,7 @@ def _cache_files(d: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     c = distributed.Client(cluster)
     yield c
     c.close()
@@ -182,7 +182,7 @@ def _slow_model():
 
 def test_a_worker_killed_mid_run_loses_no_image_and_duplicates_none(tmp_path):
     paths = _write_images(tmp_path / "imgs", 12)
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     c = distributed.Client(cluster)
     try:
         victim = {}

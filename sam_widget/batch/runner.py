@@ -148,7 +148,7 @@ class Runner:
                     n_workers=self._workers or default_workers(),
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                     silence_logs=logging.ERROR,
                 )
                 self._owned.append(cluster)
