@@ -92,12 +92,21 @@ def _image_spec(image: Any, i: int) -> ImageSpec:
         if h is not None or w is not None:
             spec.height = _positive_int(h, f"{where}['height']")
             spec.width = _positive_int(w, f"{where}['width']")
-        if "id" in d and d["id"] is not None:
+        if d.get("id") is not None:
             value = d.pop("id")
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{where}['id'] must be a whole number, got {value!r}.")
             spec.id = int(value)
         d.pop("id", None)
+        source = d.pop("path", None)  # where the pixels are (measurements), not a COCO key
+        if source is not None:
+            if not isinstance(source, (str, os.PathLike)):
+                raise ValueError(f"{where}['path'] must be a file path, got {source!r}.")
+            spec.path = Path(source).expanduser()
+            if spec.height == 0 and spec.path.is_file():
+                size = _file_size(spec.path)
+                if size is not None:
+                    spec.height, spec.width = size
         if isinstance(image, dict):
             spec.extra = d
         elif isinstance(getattr(image, "extra", None), dict):
