@@ -154,3 +154,32 @@ def test_segment_coco_in_a_missing_directory_fails_before_loading_the_model(load
                    "--output", str(tmp_path / "out"), "--coco", str(tmp_path / "nope" / "c.json")])
     assert rc == 2 and loader == []
     assert "--coco" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_importing_sam_widget_io_stays_light():
+    """No torch, no widgets, and the heavy format libraries only when a function needs them."""
+    code = (
+        "import sys, sam_widget, sam_widget.io, sam_widget.cli\n"
+        "sam_widget.cli.build_parser()\n"
+        "heavy = [m for m in ('torch', 'ipywidgets', 'cv2', 'skimage', 'pandas', 'pycocotools') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ""
+
+
+def test_io_benchmark_script_runs_at_a_small_size(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "io_export.py"), "--size", "120x160", "--objects", "4",
+         "--reps", "1", "--json", str(tmp_path / "b.json")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    import json
+
+    rows = {r["what"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert rows["to_coco polygons, tolerance 0.25 px (holes as RLE)"]["iou_min"] == 1.0
+    assert rows["to_coco RLE (write file)"]["bytes"] > 0 and "| read_session |" in res.stdout

@@ -30,12 +30,11 @@ mask is always written as RLE (an empty polygon list is not valid COCO).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ._common import FormatError, atomic_write_bytes, check_output_file, dump_json
+from ._common import atomic_write_bytes, check_output_file, dump_json
 from ._inputs import ImageSpec, normalise
 from .polygons import DEFAULT_TOLERANCE, mask_to_polygons
 from .prompts import prompts_to_json
