@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,21 @@ def test_round_trip_read_then_write_gives_the_same_file(tmp_path):
     second = sio.read_coco(tmp_path / "a.json").to_coco(tmp_path / "b.json")
     assert second == first
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+def test_round_trip_through_a_new_process_gives_the_same_file(tmp_path):
+    import subprocess
+    import sys
+
+    paths, masks, labels, scores, prompts = two_images(tmp_path)
+    sio.to_coco(paths, masks, labels=labels, scores=scores, prompts=prompts, polygons=True, path=tmp_path / "a.json")
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = "import sys, sam_widget.io as s; s.read_coco(sys.argv[1]).to_coco(sys.argv[2], polygons=True)"
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "b.json").read_text()) == json.loads((tmp_path / "a.json").read_text())
 
 
 def test_category_ids_do_not_depend_on_object_order_and_can_be_fixed():

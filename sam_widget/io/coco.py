@@ -94,12 +94,14 @@ def build_categories(labels: Sequence[str], categories: Any = None) -> tuple[lis
 
 
 def segmentation_of(
-    mask: np.ndarray, polygons: bool, tolerance: float, holes: str
+    mask: np.ndarray, polygons: bool, tolerance: float, holes: str, box: Any = False
 ) -> tuple[Any, list[list[list[float]]] | None]:
-    """COCO ``segmentation`` for one mask and, with ``holes="extra"``, its hole polygons."""
-    box = mask_bbox_xyxy(mask)
+    """COCO ``segmentation`` for one mask and, with ``holes="extra"``, its hole polygons.
+    ``box``: the mask's XYXY box (or None when empty) if already known."""
+    if box is False:
+        box = mask_bbox_xyxy(mask)
     if polygons and box is not None:
-        outer, inner = mask_to_polygons(mask, tolerance)
+        outer, inner = mask_to_polygons(mask, tolerance, box)
         if not any(inner):
             return outer, None
         if holes == "extra":
@@ -113,7 +115,7 @@ def annotation_of(
 ) -> dict[str, Any]:
     """One COCO annotation dict (without our extension field)."""
     box = mask_bbox_xyxy(mask)
-    seg, hole_polys = segmentation_of(mask, polygons, tolerance, holes)
+    seg, hole_polys = segmentation_of(mask, polygons, tolerance, holes, box)
     if box is None:
         area, bbox = 0, [0, 0, 0, 0]
     else:

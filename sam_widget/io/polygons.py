@@ -50,20 +50,21 @@ DEFAULT_TOLERANCE = 0.25  # pixels: inside the 0.35-0.5 px margin, so the polygo
 
 
 def mask_to_polygons(
-    mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE
+    mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE, bbox: tuple[int, int, int, int] | None = None
 ) -> tuple[list[list[float]], list[list[list[float]]]]:
     """Outer boundaries and holes of an ``(H, W)`` bool mask as COCO polygons.
 
     Returns ``(outer, holes)``: ``outer`` is a list of flat ``[x0, y0, x1, y1, ...]``
     polygons (at least 3 vertices each), ``holes[i]`` the hole polygons inside
     ``outer[i]``. Coordinates are COCO's (pixel ``c`` spans ``[c, c + 1]``, see the
-    module docstring). An empty mask gives ``([], [])``.
+    module docstring). An empty mask gives ``([], [])``. ``bbox`` (XYXY, end-exclusive)
+    may be passed when already known.
     """
     import cv2
 
     if tolerance < 0 or not np.isfinite(tolerance):
         raise ValueError(f"tolerance must be a finite number of pixels >= 0, got {tolerance!r}.")
-    box = mask_bbox_xyxy(mask)
+    box = bbox if bbox is not None else mask_bbox_xyxy(mask)
     if box is None:
         return [], []
     x0, y0, x1, y1 = box
