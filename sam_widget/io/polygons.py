@@ -18,10 +18,11 @@ steps) for simplification.
 vertex of the traced contour lies further than ``tolerance`` from the simplified one).
 The default 0.25 px stays inside that margin: the polygons rasterise back to the exact
 mask while having about a third fewer vertices than the traced contour (which follows
-every pixel step). ``tolerance=0`` keeps every corner; 0.5 px halves the vertices again
-and typically gives an IoU of 0.98-0.998; 1 px about 0.96-0.99 (see
-``benchmarks/io_export.py``). A simplified ring that would cross itself is replaced by
-the unsimplified one.
+every pixel step). ``tolerance=0`` keeps every corner. On 100 random blobs 40-700 px
+across (``benchmarks/io_export.py``): 0.25 px -> IoU 1 (exact), 699 KiB of JSON;
+0.5 px -> mean IoU 0.999 (lowest 0.991), 388 KiB; 1 px -> mean 0.996 (lowest 0.975),
+133 KiB; the same masks as RLE take 147 KiB. A simplified ring that would cross itself
+is replaced by the unsimplified one.
 
 **Holes.** ``findContours`` with ``RETR_CCOMP`` gives two levels: outer boundaries and
 the boundaries of the holes inside each. COCO polygons cannot express holes (pycocotools
