@@ -429,3 +429,17 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
         sio.to_coco([(3, 3)], [m], labels=[["other"]], path=out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ann.json"]  # no temporary file left
+
+
+def test_prompts_as_numpy_arrays_or_state_prompts_are_stored_the_same():
+    from sam_widget.state import Prompts
+
+    m = np.zeros((2, 6, 6), bool)
+    m[:, 2:4, 2:4] = True
+    coco = sio.to_coco([(6, 6)], [m], prompts=[[
+        {"points": np.array([[1.5, 2.0]]), "labels": np.array([1]), "box": np.array([0, 0, 5, 5.0])},
+        Prompts(points=((1.5, 2.0),), labels=(1,), box=(0.0, 0.0, 5.0, 5.0)),
+    ]])
+    a, b = (ann["sam_widget"]["prompts"] for ann in coco["annotations"])
+    assert a == b == {"points": [[1.5, 2.0]], "labels": [1], "box": [0.0, 0.0, 5.0, 5.0]}
+    assert json.loads(json.dumps(coco)) == coco

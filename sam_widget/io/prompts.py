@@ -76,8 +76,10 @@ def _parse(obj: Any, where: str, *, nested: bool) -> PromptRecord:
             f"{where} must be a dict with points/labels/box or a Prompts-like object, "
             f"not {type(obj).__name__}."
         )
-    raw_points = get("points", ()) or ()
-    raw_labels = get("labels", ()) or ()
+    raw_points = get("points", None)
+    raw_labels = get("labels", None)
+    raw_points = () if raw_points is None else raw_points
+    raw_labels = () if raw_labels is None else raw_labels
     try:
         points = tuple(
             (_finite(p[0], f"{where}.points[{i}][0]"), _finite(p[1], f"{where}.points[{i}][1]"))
@@ -109,7 +111,8 @@ def _parse(obj: Any, where: str, *, nested: bool) -> PromptRecord:
         candidate = int(raw_candidate)
         if candidate < 0:
             raise ValueError(f"{where}.candidate must be >= 0, got {candidate}.")
-    raw_chain = get("chain", ()) or ()
+    raw_chain = get("chain", None)
+    raw_chain = () if raw_chain is None else raw_chain
     if nested and raw_chain:
         raise ValueError(f"{where}: a refinement step cannot hold a chain of its own.")
     if isinstance(raw_chain, (str, bytes, dict)):
