@@ -275,7 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--single", action="store_true", help="predict one mask instead of three candidates"
     )
     out.add_argument("--show", action="store_true", help="also open the figure in a window")
+    out.add_argument(
+        "--coco",
+        metavar="FILE",
+        help="also write the candidate masks as a COCO instances JSON (compressed RLE, with the "
+        "prompts and the candidate index of each mask)",
+    )
     seg.set_defaults(func=_run_segment)
+    from .io.commands import add_export_parser
+
+    add_export_parser(sub).set_defaults(func=_run_export)
     return parser
 
 
@@ -294,6 +303,7 @@ class _Request:
     output: Path
     multimask: bool
     show: bool
+    coco: Path | None = None
 
 
 def _validate(args: argparse.Namespace) -> _Request:
@@ -336,6 +346,11 @@ def _validate(args: argparse.Namespace) -> _Request:
     output = Path(args.output).expanduser()
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {str(output)!r} exists and is not a directory.")
+    coco = None
+    if getattr(args, "coco", None) is not None:
+        from .io._common import check_output_file
+
+        coco = check_output_file(args.coco, "--coco")
     try:
         image = load_image(args.image_path)
     except ImageError as e:
@@ -353,6 +368,7 @@ def _validate(args: argparse.Namespace) -> _Request:
         output=output,
         multimask=not args.single,
         show=args.show,
+        coco=coco,
     )
 
 
@@ -478,10 +494,31 @@ def _run_segment(args: argparse.Namespace) -> int:
     paths = _write_outputs(req.output, masks, fig)
     for i, (score, mask) in enumerate(zip(scores, masks, strict=True)):
         print(f"mask {i}: score {score:.4f}, area {int(mask.sum())} px -> {paths[i]}")
+    if req.coco is not None:
+        from .io.commands import write_segment_coco
+
+        try:
+            write_segment_coco(req.coco, args.image_path, req.image.shape[:2], masks, scores,
+                               req.points, req.labels, req.box)
+        except OSError as e:
+            raise CLIError(f"cannot write --coco {str(req.coco)!r}: {e.strerror or e}") from None
+        print(f"COCO ({len(masks)} candidate{'s' * (len(masks) != 1)}) -> {req.coco}")
     sys.stdout.flush()
     if req.show:
         _show(req.output / "figure.png")
     return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """``sam-widget export``: a session (or COCO) file to COCO / PNG / CSV; never loads a model."""
+    from .io.commands import run_export
+
+    try:
+        return run_export(args)
+    except (ValueError, TypeError) as e:  # FormatError is a ValueError
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot write the export: {e.strerror or e} ({e.filename or ''})") from None
 
 
 def _write_outputs(output: Path, masks: np.ndarray, fig: "Figure") -> list[Path]:
