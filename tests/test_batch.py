@@ -228,3 +228,103 @@ def test_bad_arguments_raise_one_clear_error_before_any_work(tmp_path, kwargs, e
         kw["scheduler"] = "sync"
     with pytest.raises(exc, match=words):
         batch.precompute(**kw)
+
+
+# ------------------------------------------------------------------ segment: prompts -> COCO masks
+def _boxes_file(path: Path, image_paths: list[Path], boxes: dict[str, list[tuple[list[float], int]]]) -> Path:
+    """A detection dataset's COCO file as another tool writes it: bbox XYWH, no segmentation."""
+    images = [{"id": 10 + i, "file_name": p.name, "width": 64, "height": 48 + 3 * i} for i, p in enumerate(image_paths)]
+    ids = {p.name: 10 + i for i, p in enumerate(image_paths)}
+    anns = []
+    for name, items in boxes.items():
+        for bbox, cat in items:
+            anns.append({"id": 100 + len(anns), "image_id": ids[name], "category_id": cat, "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0})
+    path.write_text(__import__("json").dumps({"images": images, "annotations": anns,
+                                              "categories": [{"id": 3, "name": "car"}, {"id": 7, "name": "person"}]}))
+    return path
+
+
+def test_segment_turns_a_coco_box_file_into_coco_masks_equal_to_segmenter_predict(tmp_path, client):
+    from pycocotools.coco import COCO
+
+    paths = _write_images(tmp_path / "imgs", 4)
+    boxes = {"img00.png": [([2, 3, 30, 20], 3), ([10, 10, 40, 30], 7)], "img02.png": [([0, 0, 63, 50], 7)]}
+    src = _boxes_file(tmp_path / "boxes.json", paths, boxes)
+    out = tmp_path / "masks.json"
+    rep = batch.segment(tmp_path / "imgs", prompts=src, model=MODEL, output=out, client=client, progress=False)
+    assert [r.status for r in rep.results] == ["done"] * 4
+    coco = COCO(str(out))  # the independent reader
+    assert [im["file_name"] for im in coco.dataset["images"]] == [p.name for p in paths]
+    assert {c["name"] for c in coco.dataset["categories"]} == {"car", "person"}
+    seg = Segmenter(MODEL())
+    got = []
+    for ann in coco.dataset["annotations"]:
+        name = coco.imgs[ann["image_id"]]["file_name"]
+        seg.set_image(tmp_path / "imgs" / name)
+        box = ann["sam_widget"]["prompts"]["box"]
+        pred = seg.predict(box=box, multimask=False)
+        assert np.array_equal(coco.annToMask(ann).astype(bool), pred.mask(0))  # bit for bit
+        assert ann["score"] == pytest.approx(float(pred.scores[0]))
+        got.append((name, coco.cats[ann["category_id"]]["name"], [round(v) for v in box]))
+    want = [(n, {3: "car", 7: "person"}[c], [b[0], b[1], b[0] + b[2], b[1] + b[3]]) for n, items in boxes.items() for b, c in items]
+    assert sorted(got) == sorted(want)
+
+
+def test_segment_resumes_only_missing_images_and_gives_the_same_file(tmp_path, client):
+    _write_images(tmp_path / "imgs", 5)
+    prompts = [{"points": [[5 + i, 6]], "labels": [1], "label": "thing"} for i in range(5)]
+    out = tmp_path / "m.json"
+    first = batch.segment(tmp_path / "imgs", prompts, model=MODEL, output=out, client=client, progress=False)
+    assert first.count("done") == 5
+    whole = out.read_bytes()
+    parts = sorted((tmp_path / "m.json.parts").glob("*.json"))
+    assert len(parts) == 5
+    parts[2].unlink()  # as if the run had died with that image in flight
+    out.unlink()
+    again = batch.segment(tmp_path / "imgs", prompts, model=MODEL, output=out, client=client, progress=False)
+    assert again.count("done") == 1 and again.count("skipped") == 4
+    assert out.read_bytes() == whole
+    changed = batch.segment(tmp_path / "imgs", prompts[:4] + [{"box": [0, 0, 20, 20]}], model=MODEL, output=out,
+                            client=client, progress=False)
+    assert changed.count("done") == 1 and changed.count("skipped") == 4  # new prompts, new result
+
+
+def test_segment_in_process_equals_the_cluster_run(tmp_path, client):
+    _write_images(tmp_path / "imgs", 3)
+    prompts = [[{"box": [1, 1, 40, 30], "label": "a"}, {"points": [[20, 20], [5, 5]], "labels": [1, 0], "label": "b"}]] * 3
+    a = batch.segment(tmp_path / "imgs", prompts, model=MODEL, scheduler="sync", progress=False).coco
+    b = batch.segment(tmp_path / "imgs", prompts, model=MODEL, client=client, progress=False).coco
+    strip = lambda c: [{k: v for k, v in im.items() if k != "path"} for im in c["images"]]  # noqa: E731
+    assert a["annotations"] == b["annotations"] and strip(a) == strip(b) and len(a["annotations"]) == 6
+
+
+@pytest.mark.parametrize(
+    "prompts, exc, words",
+    [
+        ([None], ValueError, "one entry per image"),
+        ([{"labels": [1]}, None], ValueError, "labels"),
+        ([{"box": [0, 0, 5]}, None], ValueError, "box"),
+        ([{"box": [0, 0, 5, 5], "label": ""}, None], ValueError, "label"),
+        ([3, None], TypeError, "prompts\\[0\\]"),
+        (42, TypeError, "COCO file path"),
+    ],
+)
+def test_segment_rejects_bad_prompts_before_any_work(tmp_path, prompts, exc, words):
+    _write_images(tmp_path / "imgs", 2)
+    with pytest.raises(exc, match=words):
+        batch.segment(tmp_path / "imgs", prompts, model=MODEL, scheduler="sync", progress=False)
+
+
+def test_segment_rejects_a_box_file_naming_the_bad_annotation(tmp_path):
+    from sam_widget.io import FormatError
+
+    paths = _write_images(tmp_path / "imgs", 2)
+    bad = _boxes_file(tmp_path / "b.json", paths, {"img00.png": [([1, 1, 5, 5], 99)]})
+    with pytest.raises(FormatError, match=r"annotations\[0\].*category_id 99"):
+        batch.segment(tmp_path / "imgs", bad, model=MODEL, scheduler="sync", progress=False)
+    other = _boxes_file(tmp_path / "o.json", [tmp_path / "elsewhere.png"], {"elsewhere.png": [([1, 1, 5, 5], 3)]})
+    with pytest.raises(ValueError, match="wrong folder"):
+        batch.segment(tmp_path / "imgs", other, model=MODEL, scheduler="sync", progress=False)
+    (tmp_path / "t.json").write_text('{"images": [')
+    with pytest.raises(FormatError, match="truncated"):
+        batch.segment(tmp_path / "imgs", tmp_path / "t.json", model=MODEL, scheduler="sync", progress=False)

@@ -23,9 +23,11 @@ from typing import Any, Callable
 
 from .runner import BatchReport, ImageResult, Progress, Runner, default_workers
 from .spec import ModelSpec
-from .tasks import as_result, precompute_task
+from .outputs import PartStore, assemble_coco, part_key
+from .prompts import ObjectPrompt, prompts_per_image
+from .tasks import as_result, precompute_task, segment_task
 
-__all__ = ["precompute", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
+__all__ = ["precompute", "segment", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"}
 
@@ -103,6 +105,79 @@ def precompute(
     spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
     Path(spec.cache_dir).mkdir(parents=True, exist_ok=True)
     return _run("precompute", paths, precompute_task, (spec,), client, scheduler, workers, progress)
+
+
+def segment(
+    images: Any,
+    prompts: Any,
+    model: str | Callable[[], Any] = "vit_b",
+    *,
+    output: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    polygons: bool = False,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    **segmenter_kwargs: Any,
+) -> BatchReport:
+    """Masks from prompts for every image: e.g. a detection dataset's boxes (a COCO file)
+    turned into a COCO file of masks.
+
+    ``prompts``: a COCO file of boxes, or one entry per image (see
+    :mod:`sam_widget.batch.prompts`). ``output``: the COCO file to write (atomically, at the
+    end); each image's result is also kept in ``<output>.parts/`` as soon as it is done, and
+    a re-run with the same prompts and model skips those images. Without ``output`` nothing
+    is written and the result is only in ``report.coco``. ``cache_dir``: an embedding cache
+    to use (e.g. one filled by :func:`precompute`): cached images are not encoded again.
+
+    Returns a :class:`BatchReport` (``report.coco`` is the COCO dict: images in input order,
+    failed images left out; ``report.failed`` says why they failed).
+    """
+    paths = image_paths(images)
+    objects = prompts_per_image(prompts, paths)
+    if not isinstance(polygons, bool):
+        raise TypeError(f"polygons must be True or False, not {polygons!r}.")
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    store = PartStore(output)
+    keys = [part_key(p, [o.as_json() for o in objs], spec.key, polygons) for p, objs in zip(paths, objects)]
+    return _run_parts("segment", paths, list(zip(paths, objects)), keys, store, segment_task, (spec, polygons),
+                      client, scheduler, workers, progress)
+
+
+def _run_parts(kind: str, paths: list[str], items: list[Any], keys: list[str], store: PartStore,
+               task: Callable[..., Any], args: tuple, client: Any, scheduler: Any, workers: Any,
+               progress: bool) -> BatchReport:
+    """Run ``task`` for the items whose part is missing, store each part as it arrives,
+    then assemble the COCO file from every part (in input order)."""
+    t0 = time.perf_counter()
+    results: list[ImageResult | None] = [None] * len(paths)
+    parts: list[dict | None] = [None] * len(paths)
+    todo = []
+    for i, key in enumerate(keys):
+        parts[i] = store.get(key)
+        if parts[i] is not None:
+            results[i] = ImageResult(paths[i], "skipped", data=parts[i])
+        else:
+            todo.append(i)
+    bar = Progress(len(todo), kind, enabled=progress)
+    try:
+        if todo:
+            with Runner(client=client, scheduler=scheduler, workers=workers) as runner:
+                for j, value in runner.map(task, [items[i] for i in todo], *args):
+                    i = todo[j]
+                    res = results[i] = as_result(paths[i], value)
+                    if res.ok:
+                        store.put(keys[i], res.data)
+                        parts[i] = res.data
+                    bar.update(res.ok)
+    finally:
+        bar.close()
+    coco = assemble_coco([p for p in parts if p is not None], store.output)
+    return BatchReport(kind, [r for r in results if r is not None], time.perf_counter() - t0,
+                       None if store.output is None else str(store.output), coco)
 
 
 def _run(kind: str, paths: list[str], task: Callable[..., Any], args: tuple, client: Any, scheduler: Any,

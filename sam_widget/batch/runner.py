@@ -55,6 +55,7 @@ class BatchReport:
     results: list[ImageResult]
     elapsed_s: float
     output: str | None = None
+    coco: dict[str, Any] | None = field(default=None, repr=False)  # segment / everything: the COCO dict
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)

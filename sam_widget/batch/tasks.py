@@ -54,3 +54,39 @@ def failed(path: str, exc: BaseException) -> ImageResult:
 
 def as_result(path: str, value: Any) -> ImageResult:
     return value if isinstance(value, ImageResult) else failed(path, value)
+
+
+def segment_task(item: tuple[str, list[Any]], spec: ModelSpec, polygons: bool) -> ImageResult:
+    """Segment each object prompt of one image; the result's ``data`` is the image's part
+    (COCO annotations with RLE, see :mod:`sam_widget.batch.outputs`).
+
+    A box, or several points, ask for one mask; a single point asks for three candidates
+    and keeps the best-scoring one (SAM's advice for ambiguous prompts)."""
+    from .outputs import image_annotations
+
+    path, objects = item
+    t0 = time.perf_counter()
+    seg = worker_segmenter(spec)
+    masks, labels, scores, prompts = [], [], [], []
+    try:
+        with seg.exclusive():
+            seg.set_image(path)
+            shape = seg.image_size
+            for obj in objects:
+                single_click = obj.box is None and len(obj.points) == 1
+                pred = seg.predict(points=list(obj.points) or None, labels=list(obj.labels) or None,
+                                   box=obj.box, multimask=single_click)
+                best = pred.best
+                masks.append(pred.mask(best))
+                labels.append(obj.label)
+                scores.append(float(pred.scores[best]))
+                p = {"points": obj.points, "labels": obj.labels, "box": obj.box}
+                if single_click:
+                    p["candidate"] = best
+                prompts.append(p)
+            seg.reset_image()
+        part = image_annotations(path, shape, masks, labels, scores, prompts, polygons=polygons)
+    except _IMAGE_PROBLEMS as exc:
+        return ImageResult(path, "failed", error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0,
+                           worker=worker_name())
+    return ImageResult(path, "done", seconds=time.perf_counter() - t0, worker=worker_name(), data=part)
