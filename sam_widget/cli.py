@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.commands import add_export_parser
 
     add_export_parser(sub).set_defaults(func=_run_export)
+    from .batch.commands import add_batch_parser
+
+    add_batch_parser(sub, handler=_run_batch)
     return parser
 
 
@@ -509,6 +512,16 @@ def _run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_batch(args: argparse.Namespace) -> int:
+    """``sam-widget batch ...``: 0 all done, 1 some images failed, 2 bad arguments."""
+    from .batch.commands import run_batch
+
+    try:
+        return run_batch(args)
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+
+
 def _run_export(args: argparse.Namespace) -> int:
     """``sam-widget export``: a session (or COCO) file to COCO / PNG / CSV; never loads a model."""
     from .io.commands import run_export
@@ -704,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
     if args.command is None:
-        return _fail("choose a command: segment (see 'sam-widget --help').")
+        return _fail("choose a command: segment, export or batch (see 'sam-widget --help').")
     try:
         return args.func(args)
     except CLIError as e:

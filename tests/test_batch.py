@@ -328,3 +328,37 @@ def test_segment_rejects_a_box_file_naming_the_bad_annotation(tmp_path):
     (tmp_path / "t.json").write_text('{"images": [')
     with pytest.raises(FormatError, match="truncated"):
         batch.segment(tmp_path / "imgs", tmp_path / "t.json", model=MODEL, scheduler="sync", progress=False)
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_precompute_then_segment_and_the_exit_status_counts_failures(tmp_path, capsys):
+    from sam_widget.cli import main
+
+    paths = _write_images(tmp_path / "imgs", 2)
+    assert main(["batch", "precompute", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--cache-dir",
+                 str(tmp_path / "emb"), "--scheduler", "sync", "--quiet"]) == 0
+    assert "2 computed" in capsys.readouterr().out
+    (tmp_path / "imgs" / "zz_broken.jpg").write_bytes(b"garbage")
+    src = _boxes_file(tmp_path / "boxes.json", paths, {"img01.png": [([4, 4, 30, 30], 3)]})
+    rc = main(["batch", "segment", str(tmp_path / "imgs"), "--prompts", str(src), "--coco", str(tmp_path / "m.json"),
+               "--model", "tiny_shapes", "--cache-dir", str(tmp_path / "emb"), "--scheduler", "sync", "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "1 failed" in err and "zz_broken.jpg" in out
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(tmp_path / "m.json"))
+    assert len(coco.dataset["images"]) == 2 and len(coco.dataset["annotations"]) == 1  # the broken one left out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["batch"], "choose what to run"),
+    (["batch", "precompute", "x/"], "--cache-dir"),
+    (["batch", "segment", "x/", "--coco", "o.json"], "--prompts"),
+    (["batch", "precompute", "{tmp}/none-*.png", "--cache-dir", "e"], "matches"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, words):
+    from sam_widget.cli import main
+
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err

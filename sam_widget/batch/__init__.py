@@ -27,7 +27,7 @@ from .outputs import PartStore, assemble_coco, part_key
 from .prompts import ObjectPrompt, prompts_per_image
 from .tasks import as_result, precompute_task, segment_task
 
-__all__ = ["precompute", "segment", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
+__all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"}
 
@@ -144,6 +144,42 @@ def segment(
     store = PartStore(output)
     keys = [part_key(p, [o.as_json() for o in objs], spec.key, polygons) for p, objs in zip(paths, objects)]
     return _run_parts("segment", paths, list(zip(paths, objects)), keys, store, segment_task, (spec, polygons),
+                      client, scheduler, workers, progress)
+
+
+def everything(
+    images: Any,
+    model: str | Callable[[], Any] = "vit_b",
+    *,
+    output: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    polygons: bool = False,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    segmenter_kwargs: dict[str, Any] | None = None,
+    **amg_params: Any,
+) -> BatchReport:
+    """Every object of every image (``Segmenter.segment_everything`` with ``amg_params``,
+    the ``SamAutomaticMaskGenerator`` parameters), as one COCO file of proposals.
+
+    Parts, resuming and ``output`` work as for :func:`segment`; changing a parameter means
+    new results. Parameters are checked on the first image: a bad one fails every image
+    with the same message (and the command line exits 1).
+    """
+    from .everything import everything_task
+
+    paths = image_paths(images)
+    if not isinstance(polygons, bool):
+        raise TypeError(f"polygons must be True or False, not {polygons!r}.")
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {})
+    store = PartStore(output)
+    params = dict(sorted(amg_params.items()))
+    keys = [part_key(p, "everything", params, spec.key, polygons) for p in paths]
+    return _run_parts("everything", paths, paths, keys, store, everything_task, (spec, params, polygons),
                       client, scheduler, workers, progress)
 
 
