@@ -73,7 +73,11 @@ def _deepest_pixel(mask: np.ndarray) -> tuple[int, int]:
 
 
 def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True) -> Demo:
-    """Choose model and image for a demo (see the module docstring). Prints at most one line."""
+    """Choose model and image for a demo (see the module docstring).
+
+    With ``verbose`` it prints exactly one line: what the demo shows, or, when the official
+    checkpoint cannot be had, why not and that the offline demo opens instead.
+    """
     from .engine.checkpoints import CheckpointError, valid_model_types
     from .engine.segmenter import Segmenter
 
@@ -82,21 +86,25 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
         from .engine.models import TINY_TEST_CONFIG, random_sam
 
         seg = Segmenter(random_sam(TINY_TEST_CONFIG, seed=0))
-        return Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
-    if name == OFFLINE_MODEL:
-        return _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
-    if name not in valid_model_types():
+        demo = Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
+    elif name == OFFLINE_MODEL:
+        demo = _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
+    elif name not in valid_model_types():
         raise ValueError(f"unknown model {name!r}; choose one of {valid_model_types()} or {RANDOM_TINY!r}.")
-    try:
-        seg = Segmenter.from_pretrained(name)
-    except CheckpointError as exc:
-        if verbose:
-            print(
-                f"No official SAM checkpoint available ({_why_unavailable(name, exc)}); "
-                "opening the offline demo (synthetic shapes + tiny_shapes model)."
-            )
-        return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had")
-    return Demo(load_image(sample_image_path()), seg, name, f"the official SAM {name} on the bundled sample photo")
+    else:
+        try:
+            seg = Segmenter.from_pretrained(name)
+        except CheckpointError as exc:
+            if verbose:
+                print(
+                    f"No official SAM checkpoint available ({_why_unavailable(name, exc)}); "
+                    "opening the offline demo (synthetic shapes + tiny_shapes model)."
+                )
+            return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had")
+        demo = Demo(load_image(sample_image_path()), seg, name, f"the official SAM {name} on the bundled sample photo")
+    if verbose:
+        print(f"Showing {demo.description}.")
+    return demo
 
 
 def _why_unavailable(name: str, exc: Exception) -> str:

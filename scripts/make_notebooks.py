@@ -1,6 +1,10 @@
 """Write notebooks/quickstart.ipynb and notebooks/teaching.ipynb (outputs empty).
 
 Run: .venv/bin/python scripts/make_notebooks.py
+
+The tracked notebooks are exactly what this script writes (tests/test_notebooks.py checks it):
+no outputs, no widget state, stable cell ids. scripts/demo.sh opens copies of them outside the
+repository, so they never collect a session's outputs.
 """
 
 from pathlib import Path
@@ -37,51 +41,65 @@ from sam_widget import SamWidget
 from sam_widget.demo import demo_setup
 
 demo = demo_setup()                      # or demo_setup("tiny_shapes") for the offline demo
-print("Showing", demo.description)
 w = SamWidget(demo.image, segmenter=demo.segmenter)
 w
 """),
     md("""
 ## The mask is a NumPy array
 
-`w.mask` is the current selection as an `(H, W)` bool array at the full image size. If you
-have not clicked yet, the next cell clicks on an object for you.
+**Click on an object above first**, then run the cells below (Shift+Enter). `w.mask` is the
+current selection as an `(H, W)` bool array at the full image size. The notebook never clicks
+for you: if you ran everything at once, the cells below say what to do and you run them
+again after clicking.
 """),
     code("""
+import os
 import numpy as np
-from sam_widget.render import bbox
 
-if not w.mask.any():                     # nothing clicked yet (e.g. run top to bottom)
+# Scripted runs only (the tests set SAM_WIDGET_AUTOCLICK=1): click where a person would.
+if os.environ.get("SAM_WIDGET_AUTOCLICK") == "1" and not w.mask.any():
     w.add_point(*demo.suggest_point())
+
 mask = w.mask
-print("mask:", mask.shape, mask.dtype)
-print("area:", int(mask.sum()), "pixels")
-print("bounding box (x0, y0, x1, y1):", bbox(mask))
+if mask.any():
+    ys, xs = np.nonzero(mask)
+    print("mask:", mask.shape, mask.dtype)
+    print("area:", int(mask.sum()), "pixels")
+    print("bounding box (x0, y0, x1, y1):", (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+else:
+    print("No mask yet: click on an object in the widget above, then run this cell again.")
 """),
     code("""
 import matplotlib.pyplot as plt
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-axes[0].imshow(w.image)
-axes[0].imshow(np.ma.masked_where(~mask, mask), alpha=0.5, cmap="autumn")
-axes[0].set_title("image + mask")
-axes[1].imshow(mask, cmap="gray")
-axes[1].set_title(f"mask: {int(mask.sum())} px")
-for ax in axes:
-    ax.axis("off")
-plt.show()
+if mask.any():
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].imshow(w.image)
+    axes[0].imshow(np.ma.masked_where(~mask, mask), alpha=0.5, cmap="autumn")
+    axes[0].set_title("image + mask")
+    axes[1].imshow(mask, cmap="gray")
+    axes[1].set_title(f"mask: {int(mask.sum())} px")
+    for ax in axes:
+        ax.axis("off")
+    plt.show()
+else:
+    print("(the figure appears here once you have clicked and run the cell above)")
 """),
     md("""
 ## Objects
 
-Press **Enter** (or *Add*) to keep the current mask as an object. `w.masks` stacks every
-object's mask, `w.labels` is a label image (0 = background, i = object i).
+Press **Enter** (or *Add*) in the widget to keep the current mask as an object. `w.masks`
+stacks every object's mask, `w.labels` is a label image (0 = background, i = object i).
 """),
     code("""
-if not w.objects:
-    w.commit("first object")
-print([(o.label, o.area) for o in w.objects])
-print("masks:", w.masks.shape, " labels:", w.labels.shape, w.labels.dtype, "max", w.labels.max())
+if os.environ.get("SAM_WIDGET_AUTOCLICK") == "1" and not w.objects:
+    w.commit("first object")             # scripted runs only; a person presses Enter
+
+if w.objects:
+    print([(o.label, o.area) for o in w.objects])
+    print("masks:", w.masks.shape, " labels:", w.labels.shape, w.labels.dtype, "max", w.labels.max())
+else:
+    print("No objects yet: press Enter (or Add) in the widget to keep the current mask, then run this cell again.")
 """),
 ]
 
@@ -211,8 +229,26 @@ print(f"mask decoder:  {st['decoder_calls']} calls, last {1000 * st['last_decode
 """),
 ]
 
-OUT.mkdir(exist_ok=True)
-for name, cells in [("quickstart", quickstart), ("teaching", teaching)]:
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, OUT / f"{name}.ipynb")
-    print("wrote", OUT / f"{name}.ipynb")
+
+def build() -> dict:
+    """The notebooks as nbformat objects, with stable cell ids (the same on every run)."""
+    out = {}
+    for name, cells in [("quickstart", quickstart), ("teaching", teaching)]:
+        for i, cell in enumerate(cells):
+            cell["id"] = f"{name}-{i}"
+        out[name] = new_notebook(
+            cells=cells,
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        )
+    return out
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, nb in build().items():
+        nbformat.write(nb, OUT / f"{name}.ipynb")
+        print("wrote", OUT / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()
