@@ -28,4 +28,6 @@ PY
 export JUPYTERLAB_WORKSPACES_DIR="$WORK/.jupyter/workspaces"  # emptied above: no old layout
 cd "$WORK"
 echo "demo: working folder $WORK (the notebooks here are copies; the repository is not touched)"
-exec "$ROOT/.venv/bin/jupyter" lab --ServerApp.root_dir="$WORK" quickstart.ipynb "$@"
+as_root=()
+if [ "$(id -u)" = "0" ]; then as_root=(--allow-root); fi  # containers often run as root
+exec "$ROOT/.venv/bin/jupyter" lab --ServerApp.root_dir="$WORK" ${as_root[@]+"${as_root[@]}"} quickstart.ipynb "$@"

@@ -20,7 +20,15 @@ imports_ok() {
   # started in the demo's working folder), not the checkout in the current directory.
   (cd / && "$ROOT/.venv/bin/python" -c "import sam_widget, torch, segment_anything, ipycanvas, ipyevents" >/dev/null 2>&1)
 }
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && imports_ok; then
+installed_here() {
+  # Cheap (nothing imported): every package is installed and sam_widget is this checkout.
+  (cd / && "$ROOT/.venv/bin/python" -c '
+import importlib.util as u, os, sys
+specs = [u.find_spec(m) for m in ("sam_widget", "torch", "segment_anything", "ipycanvas", "ipyevents", "jupyterlab")]
+ok = all(specs) and os.path.realpath(specs[0].origin).startswith(os.path.realpath(sys.argv[1]) + os.sep)
+sys.exit(0 if ok else 1)' "$ROOT" >/dev/null 2>&1)
+}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && installed_here; then
   :  # nothing changed since the last install
 else
   rm -f "$STAMP"

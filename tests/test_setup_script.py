@@ -24,7 +24,7 @@ case "$1 $2" in
   "-m venv") mkdir -p "$3/bin" && cp "{fake}" "$3/bin/python" && exit 0 ;;
 esac
 case "$*" in
-  *"import sam_widget"*) [ -f "{state}/imports_broken" ] && exit 1; exit 0 ;;
+  *"import sam_widget"*|*"find_spec"*) [ -f "{state}/imports_broken" ] && exit 1; exit 0 ;;
 esac
 exec "{real}" "$@"
 """
