@@ -63,12 +63,29 @@ def test_teaching_runs_with_a_random_tiny_model(monkeypatch):
 
 
 @pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="tiny_shapes weights not built yet")
-def test_teaching_runs_offline_by_default_and_finds_the_shape(monkeypatch):
+def test_teaching_shows_what_it_claims_with_the_offline_model(monkeypatch):
+    """Each claim of the teaching notebook, measured on the figure's own masks against the truth."""
     out = run_notebook("teaching", monkeypatch, None)
     assert "offline demo" in out
-    true_ious = [float(v) for v in re.findall(r"true IoU ([0-9.]+)", out)]
-    assert len(true_ious) == 3
-    assert max(true_ious) >= 0.8  # a click inside a shape gives that shape
+    # 1. one click, nested candidates: the rectangle with the shape inside it, and without it
+    covers = [int(v) for v in re.findall(r"covers +(\d+)% of the shape", out)]
+    assert len(covers) == 3 and covers[0] >= 80 and covers[1] <= 40, covers
+    differ = int(re.search(r"candidates 1 and 2 differ in \d+ pixels \((\d+)% of their union\)", out).group(1))
+    assert differ >= 10
+    alone = [float(v) for v in re.findall(r"true IoU ([0-9.]+) with the rectangle alone", out)]
+    assert max(alone) >= 0.85  # a click inside the rectangle gives the rectangle
+    # 2. a negative point on the shape takes it out of the mask
+    before, after = map(int, re.search(r"shape covered: (\d+)% before, (\d+)% after", out).groups())
+    assert before >= 80 and after <= 40
+    assert int(re.search(r"(\d+) pixels changed", out).group(1)) >= 1000
+    # the logits are 64 x 64 for this model (256 x 256 only for the official ones)
+    assert "logits: (64, 64) for an image of (384, 512)" in out
+    # 3. the click gives the small shape; the box gives the rectangle with the shape inside
+    m = re.search(r"with the magenta shape: click ([0-9.]+), box ([0-9.]+); with rectangle \+ shape: click ([0-9.]+), box ([0-9.]+)", out)
+    click_shape, box_shape, click_whole, box_whole = map(float, m.groups())
+    assert click_shape >= 0.7 and click_whole <= 0.2
+    assert box_whole >= 0.9 and box_shape <= 0.2
+    assert re.search(r"image encoder: 1 call\(s\)", out)
 
 
 def test_run_all_in_the_quickstart_waits_for_the_user(monkeypatch):
