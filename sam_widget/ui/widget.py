@@ -16,6 +16,7 @@ boxes XYXY ``(x0, y0, x1, y1)``; masks are ``(H, W)`` bool at the full image siz
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import math
@@ -30,6 +31,7 @@ from ipyevents import Event
 
 from ..images import to_rgb_uint8
 from ..render import fit_size, mask_overlay, objects_overlay, resize_mask, resize_rgb
+from ..render_static import compose_snapshot, png_bytes
 from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot, object_color
 from .canvas_view import CURRENT, OBJECTS, CanvasView
 from .comms import no_execute_hooks_off_main_thread
@@ -384,6 +386,41 @@ class SamWidget(widgets.VBox):
                 self._callbacks.remove(callback)
         elif callback not in self._callbacks:
             self._callbacks.append(callback)
+
+    def snapshot(self, full_size: bool = False) -> np.ndarray:
+        """A still picture of what the widget shows: the image, the objects, the current mask and
+        the prompts. ``h x w x 3`` uint8 RGB at the display size (``full_size=True``: the image's
+        size, full-resolution masks). Waits for a mask still being computed. Display it with
+        ``PIL.Image.fromarray(w.snapshot())``; save it with ``.save("selection.png")``.
+        """
+        snap = self._history.current
+        if snap.slot is not None:
+            self._wait_slot(snap.slot)
+        return self._picture(snap, full_size)
+
+    def _picture(self, snap: Snapshot, full_size: bool = False) -> np.ndarray:
+        pred = snap.slot.prediction if snap.slot is not None and snap.slot.done else None
+        hw = self._image.shape[:2] if full_size else self._display_hw
+        cur = None
+        if pred is not None:
+            sel = self._selected_of(snap)
+            cur = pred.mask(sel) if full_size else pred.mask_at_size(sel, hw)
+        objs = snap.objects
+        return compose_snapshot(
+            self._image, [o.mask if full_size else self._display_mask(o) for o in objs], [o.color for o in objs],
+            cur, current_color=_CURRENT_COLOR, points=snap.prompts.points, labels=snap.prompts.labels,
+            box=snap.prompts.box, size_hw=hw)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
+        """The live widget, plus a PNG of its state at display time for front ends that cannot
+        show the widget (nbconvert/HTML exports, GitHub): they pick the picture instead."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            try:
+                bundle["image/png"] = base64.b64encode(png_bytes(self._picture(self._history.current), 3)).decode()
+            except Exception:  # noqa: BLE001 - the live widget must display even if the picture fails
+                log.exception("static picture of the widget failed")
+        return bundle
 
     def close(self) -> None:
         """Stop the worker thread and close the widgets."""
