@@ -12,6 +12,7 @@ See README.md in this directory. Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -129,17 +130,16 @@ def _safe_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1])[:150]
 
 
-@pytest.fixture
-def lab_page(request, lab_browser, lab_server, browser_artifacts):
-    """A fresh browser context + page per test.
+@contextlib.contextmanager
+def browser_page(request, browser, artifacts: Path, log_tail=lambda: "", cleanup=lambda: None):
+    """A fresh browser context + page (VIEWPORT, DPR 1, dialogs accepted).
 
-    Dialogs (e.g. beforeunload on reload) are accepted. On failure writes
-    ``<artifacts>/<test>.png`` (full page) and ``<test>.console.log`` (console
-    messages + page errors + tail of the server log). ``SAM_BROWSER_SCREENSHOTS=always``
-    saves the screenshot for passing tests too. Afterwards every Jupyter
-    session (kernel) is shut down so tests do not share kernels.
+    On failure of the test writes ``<artifacts>/<test>.png`` and ``<test>.console.log``
+    (console messages + page errors + ``log_tail()``, the server log's end).
+    ``SAM_BROWSER_SCREENSHOTS=always`` saves the screenshot for passing tests too.
+    ``cleanup()`` runs after the context is closed.
     """
-    context = lab_browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     context.set_default_timeout(60_000)
     page = context.new_page()
     console: list[str] = []
@@ -154,16 +154,25 @@ def lab_page(request, lab_browser, lab_server, browser_artifacts):
         name = _safe_name(request.node.nodeid)
         if failed or os.environ.get("SAM_BROWSER_SCREENSHOTS") == "always":
             try:
-                helpers.screenshot(page, browser_artifacts / f"{name}.png")
+                helpers.screenshot(page, artifacts / f"{name}.png")
             except Exception as e:  # the page may be gone
                 console.append(f"[harness] screenshot failed: {e}")
         if failed:
-            (browser_artifacts / f"{name}.console.log").write_text(
-                "\n".join(console) + "\n\n--- jupyterlab.log (tail) ---\n" + lab_server.log_tail())
+            (artifacts / f"{name}.console.log").write_text(
+                "\n".join(console) + "\n\n--- server log (tail) ---\n" + log_tail())
         try:
             context.close()
         finally:
-            lab_server.shutdown_sessions()
+            cleanup()
+
+
+@pytest.fixture
+def lab_page(request, lab_browser, lab_server, browser_artifacts):
+    """A fresh browser context + page per test (see :func:`browser_page`); afterwards every
+    Jupyter session (kernel) is shut down so tests do not share kernels."""
+    with browser_page(request, lab_browser, browser_artifacts, lab_server.log_tail,
+                      lab_server.shutdown_sessions) as page:
+        yield page
 
 
 @pytest.fixture
@@ -187,7 +196,8 @@ def tidy_artifacts(folder: Path, green: bool, keep_log: bool = False) -> None:
     if not green or not folder.is_dir():
         return
     if not keep_log:
-        (folder / "jupyterlab.log").unlink(missing_ok=True)
+        for log in ("jupyterlab.log", "notebook7.log", "voila.log"):
+            (folder / log).unlink(missing_ok=True)
     if all(p.name == ".gitignore" for p in folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -183,17 +183,47 @@ class JupyterServer:
             return ""
 
 
+def isolated_env(base: Path) -> tuple[dict, dict[str, Path]]:
+    """Environment for a Jupyter server (and its kernels) isolated under ``base``: its own
+    config/data/runtime/IPython dirs, this venv first on PATH, the repo first on PYTHONPATH.
+    Returns ``(env, dirs)`` with ``dirs`` keyed config/data/runtime/root/ipython."""
+    dirs = {d: base / d for d in ("config", "data", "runtime", "root", "ipython")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    repo_root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(dirs["config"]),
+        JUPYTER_DATA_DIR=str(dirs["data"]),
+        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+        JUPYTER_PLATFORM_DIRS="1",
+        IPYTHONDIR=str(dirs["ipython"]),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+        MPLBACKEND="Agg",
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONPATH=os.pathsep.join(p for p in [str(repo_root), env.get("PYTHONPATH", "")] if p),
+    )
+    env.pop("JUPYTER_PATH", None)
+    env.pop("JUPYTERLAB_SETTINGS_DIR", None)
+    env.pop("JUPYTERLAB_WORKSPACES_DIR", None)
+    return env, dirs
+
+
 def start_jupyter_lab(base: Path, log_path: Path, extra_env: dict | None = None, attempts: int = 3,
-                      startup_timeout: float = 120.0) -> JupyterServer:
+                      startup_timeout: float = 120.0, app: str = "jupyterlab") -> JupyterServer:
     """Start ``jupyter lab`` isolated under ``base``; wait until ``/api/status`` answers.
+
+    ``app="notebook"`` starts Jupyter Notebook 7 instead (same server, same config; its
+    ``window.jupyterapp`` is exposed too, notebooks open at ``/notebooks/<path>``).
 
     Uses this interpreter (``sys.executable -m jupyterlab``) so that the default
     ``python3`` kernelspec of ``sys.prefix`` (argv ``python``, which
     jupyter_client replaces with the server's ``sys.executable``) runs the venv.
     """
-    cfg, data, runtime, root, ipy = (base / d for d in ("config", "data", "runtime", "root", "ipython"))
-    for d in (cfg, data, runtime, root, ipy):
-        d.mkdir(parents=True, exist_ok=True)
+    if app not in ("jupyterlab", "notebook"):
+        raise ValueError(f"app must be 'jupyterlab' or 'notebook', not {app!r}")
+    env, dirs = isolated_env(base)
+    cfg, runtime, root = dirs["config"], dirs["runtime"], dirs["root"]
     config = {
         "ServerApp": {
             "allow_root": True,
@@ -214,26 +244,10 @@ def start_jupyter_lab(base: Path, log_path: Path, extra_env: dict | None = None,
             "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
         },
     }
-    for name in ("jupyter_server_config.json", "jupyter_lab_config.json"):
+    config["JupyterNotebookApp"] = {"expose_app_in_browser": True}
+    for name in ("jupyter_server_config.json", "jupyter_lab_config.json", "jupyter_notebook_config.json"):
         (cfg / name).write_text(json.dumps(config, indent=2))
     write_lab_overrides()
-
-    repo_root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(cfg),
-        JUPYTER_DATA_DIR=str(data),
-        JUPYTER_RUNTIME_DIR=str(runtime),
-        JUPYTER_PLATFORM_DIRS="1",
-        IPYTHONDIR=str(ipy),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-        MPLBACKEND="Agg",
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        PYTHONPATH=os.pathsep.join(p for p in [str(repo_root), env.get("PYTHONPATH", "")] if p),
-    )
-    env.pop("JUPYTER_PATH", None)
-    env.pop("JUPYTERLAB_SETTINGS_DIR", None)
-    env.pop("JUPYTERLAB_WORKSPACES_DIR", None)
     env.update(extra_env or {})
 
     last_err = ""
@@ -243,7 +257,7 @@ def start_jupyter_lab(base: Path, log_path: Path, extra_env: dict | None = None,
         log.write(f"\n===== attempt {attempt + 1}: port {port} =====\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--port-retries=0"],
+            [sys.executable, "-m", app, "--no-browser", f"--port={port}", "--port-retries=0"],
             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: teardown can reap orphaned kernels too
         )
@@ -253,7 +267,7 @@ def start_jupyter_lab(base: Path, log_path: Path, extra_env: dict | None = None,
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                last_err = f"jupyter lab exited with {proc.returncode}"
+                last_err = f"{app} exited with {proc.returncode}"
                 break
             try:
                 server.api("GET", "/api/status", timeout=5)
@@ -261,14 +275,16 @@ def start_jupyter_lab(base: Path, log_path: Path, extra_env: dict | None = None,
             except (urllib.error.URLError, ConnectionError, OSError, ValueError):
                 time.sleep(0.2)
         else:
-            last_err = f"jupyter lab not ready after {startup_timeout}s"
+            last_err = f"{app} not ready after {startup_timeout}s"
         stop_jupyter_lab(server)
     raise RuntimeError(f"{last_err}\n--- {log_path} ---\n" + "\n".join(
         log_path.read_text(errors="replace").splitlines()[-60:]))
 
 
-def stop_jupyter_lab(server: JupyterServer, timeout: float = 15) -> None:
-    """Shut down sessions, SIGTERM the server, then SIGKILL whatever is left of its process group."""
+def stop_jupyter_lab(server: "JupyterServer | VoilaServer", timeout: float = 15) -> None:
+    """Shut down sessions, SIGTERM the server, then SIGKILL whatever is left of its process group.
+
+    Also stops a :class:`VoilaServer`."""
     if server.proc.poll() is None:
         server.shutdown_sessions()
     proc = server.proc
@@ -290,9 +306,126 @@ def stop_jupyter_lab(server: JupyterServer, timeout: float = 15) -> None:
             pass
 
 
+@dataclass
+class VoilaServer:
+    """A running ``voila`` serving ``root_dir`` (see :func:`start_voila`)."""
+
+    proc: subprocess.Popen = field(repr=False)
+    port: int
+    root_dir: Path
+    connection_root: Path = field(repr=False)  # voila keeps kernel-<id>.json under voila_*/ here
+    log_path: Path = field(repr=False)
+    env: dict = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def render_url(self, path: str) -> str:
+        """The page that runs and shows notebook ``path`` (relative to ``root_dir``)."""
+        return f"{self.base_url}/voila/render/{path}"
+
+    def connection_file(self, kernel_id: str, timeout: float = 30) -> Path:
+        """The connection file of kernel ``kernel_id`` (waits for it to appear)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = sorted(self.connection_root.glob(f"*/kernel-{kernel_id}.json"))
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise FileNotFoundError(f"no kernel-{kernel_id}.json under {self.connection_root}")
+            time.sleep(0.05)
+
+    def shutdown_sessions(self) -> None:
+        """Nothing to do: voila ends a page's kernel itself (and all of them when it stops)."""
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_voila(base: Path, log_path: Path, attempts: int = 3, startup_timeout: float = 120.0) -> VoilaServer:
+    """Start ``voila`` (no token, 127.0.0.1:<free port>) serving the folder ``<base>/root``,
+    isolated like :func:`start_jupyter_lab`; wait until its tree page answers.
+
+    Widget front-end code comes from the installed lab extensions (``/voila/labextensions``,
+    no CDN). Kernel connection files go under ``<base>/runtime`` (one ``voila_*`` folder).
+    """
+    env, dirs = isolated_env(base)
+    last_err = ""
+    for attempt in range(attempts):
+        port = free_port()
+        with open(log_path, "ab") as log:
+            log.write(f"\n===== attempt {attempt + 1}: port {port} =====\n".encode())
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.port_retries=0",
+                 "--Voila.ip=127.0.0.1", "--token=", "--show_tracebacks=True",
+                 f"--Voila.root_dir={dirs['root']}", f"--Voila.connection_dir_root={dirs['runtime']}"],
+                cwd=dirs["root"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        server = VoilaServer(proc=proc, port=port, root_dir=dirs["root"], connection_root=dirs["runtime"],
+                             log_path=log_path, env=env)
+        deadline = time.monotonic() + startup_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                last_err = f"voila exited with {proc.returncode}"
+                break
+            try:
+                with urllib.request.urlopen(server.base_url + "/", timeout=5) as r:
+                    if r.status == 200:
+                        return server
+            except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        else:
+            last_err = f"voila not ready after {startup_timeout}s"
+        stop_jupyter_lab(server)
+    raise RuntimeError(f"{last_err}\n--- {log_path} ---\n" + "\n".join(
+        log_path.read_text(errors="replace").splitlines()[-60:]))
+
+
 # --------------------------------------------------------------------------
 # Kernel access (a second client on the notebook's kernel)
 # --------------------------------------------------------------------------
+
+
+class KernelConnection:
+    """A kernel reached through its connection file (e.g. a Voila page's kernel), usable as
+    the ``target`` of :func:`kernel_eval`, :func:`kernel_exec` and :func:`wait_for_kernel`."""
+
+    def __init__(self, connection_file: str | os.PathLike):
+        self.connection_file = Path(connection_file)
+        self._kc = None
+
+    def kernel_client(self):
+        """A connected ``BlockingKernelClient`` (shell channel only), made once."""
+        if self._kc is None:
+            from jupyter_client import BlockingKernelClient
+
+            kc = BlockingKernelClient()
+            kc.load_connection_file(str(self.connection_file))
+            kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+            self._kc = kc
+        return self._kc
+
+    def close(self) -> None:
+        if self._kc is not None:
+            try:
+                self._kc.stop_channels()
+            finally:
+                self._kc = None
+
+    def eval(self, expr: str, **kw) -> Any:
+        return kernel_eval(self, expr, **kw)
+
+    def exec(self, code: str, **kw) -> None:
+        kernel_exec(self, code, **kw)
+
+    def wait_for(self, predicate_expr: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        return wait_for_kernel(self, predicate_expr, timeout)
 
 _JSON_WRAP = (
     "__import__('json').dumps(({expr}), default=lambda o: o.tolist() if hasattr(o, 'tolist') "
@@ -300,12 +433,16 @@ _JSON_WRAP = (
 )
 
 
-def _resolve(target) -> tuple[JupyterServer, str]:
+def _client(target):
+    """The BlockingKernelClient for a NotebookHandle, a JupyterServer (its last notebook's
+    kernel) or anything with a ``kernel_client()`` method (:class:`KernelConnection`)."""
     if isinstance(target, NotebookHandle):
-        return target.server, target.kernel_id
+        return target.server.client(target.kernel_id)
     if isinstance(target, JupyterServer):
-        return target, target.kernel_id_for()
-    raise TypeError(f"expected NotebookHandle or JupyterServer, got {type(target)!r}")
+        return target.client(target.kernel_id_for())
+    if hasattr(target, "kernel_client"):
+        return target.kernel_client()
+    raise TypeError(f"expected NotebookHandle, JupyterServer or KernelConnection, got {type(target)!r}")
 
 
 def kernel_eval(target, expr: str, *, timeout: float = 30.0, raw: bool = False) -> Any:
@@ -319,8 +456,7 @@ def kernel_eval(target, expr: str, *, timeout: float = 30.0, raw: bool = False) 
     (then the ``repr`` text is parsed with ``ast.literal_eval`` if possible,
     else returned as a string). Raises KernelEvalError if ``expr`` raises.
     """
-    server, kid = _resolve(target)
-    kc = server.client(kid)
+    kc = _client(target)
     code = expr if raw else _JSON_WRAP.format(expr=expr)
     msg_id = kc.execute("", silent=True, store_history=False, user_expressions={"v": code})
     deadline = time.monotonic() + timeout
@@ -351,8 +487,7 @@ def kernel_eval(target, expr: str, *, timeout: float = 30.0, raw: bool = False) 
 
 def kernel_exec(target, code: str, *, timeout: float = 30.0) -> None:
     """Execute statements ``code`` silently in the notebook's kernel (no output captured)."""
-    server, kid = _resolve(target)
-    kc = server.client(kid)
+    kc = _client(target)
     msg_id = kc.execute(code, silent=True, store_history=False)
     deadline = time.monotonic() + timeout
     while True:
@@ -578,16 +713,18 @@ def write_notebook(server: JupyterServer, cells: Sequence[str], name: str) -> st
 
 def open_notebook(page, server: JupyterServer, cells: Sequence[str], name: str, *,
                   run: bool = True, timeout: float = DEFAULT_TIMEOUT, run_timeout: float = RUN_TIMEOUT,
-                  wait_for_selector: str | None = None, collapse_left: bool = True) -> NotebookHandle:
+                  wait_for_selector: str | None = None, collapse_left: bool = True,
+                  url: str = "/lab/tree/{path}?reset") -> NotebookHandle:
     """Write a notebook with ``cells``, open it in lab (``?reset`` workspace), wait for an idle
     kernel, and (``run=True``) run all cells, raising NotebookError if one fails.
 
     ``timeout``: page load / kernel start; ``run_timeout``: running all cells.
     ``wait_for_selector``: after running, wait until it is visible (e.g.
     ``".jp-OutputArea-output canvas"``). ``collapse_left``: hide the file browser.
+    ``url``: the page, ``{path}`` filled in; ``"/notebooks/{path}"`` for Notebook 7.
     """
     path = write_notebook(server, cells, name)
-    page.goto(f"{server.base_url}/lab/tree/{path}?reset", wait_until="domcontentloaded",
+    page.goto(server.base_url + url.format(path=path), wait_until="domcontentloaded",
               timeout=timeout * 1000)
     nb = NotebookHandle(page=page, server=server, path=path, cells=list(cells),
                         collapse_left=collapse_left)
