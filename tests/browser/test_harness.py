@@ -282,6 +282,10 @@ def test_artifacts_folder_after_a_run_is_what_the_readme_says(tmp_path):
     tidy_artifacts(only_log, green=True)
     assert not only_log.exists()
 
+    all_logs = folder("notebook7.log", "voila.log")  # test_hosts.py's servers
+    tidy_artifacts(all_logs, green=True)
+    assert not all_logs.exists()
+
     with_shot = folder("widget.png")
     tidy_artifacts(with_shot, green=True)
     assert sorted(p.name for p in with_shot.iterdir()) == [".gitignore", "widget.png"]
