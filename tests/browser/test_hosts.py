@@ -9,7 +9,8 @@ anti-aliased rim of the point marker. Each server starts once per module; reques
 leave 127.0.0.1 are refused, so nothing may come from a CDN.
 
 Screenshots kept in ``tests/browser/artifacts/``: ``notebook7.png``, ``voila.png``,
-``lab_reopened.png`` (a saved notebook reopened in JupyterLab with a new kernel).
+``lab_reopened.png`` (a saved notebook reopened in JupyterLab with a new kernel),
+``nbconvert_export.png`` (that notebook exported to HTML by nbconvert).
 """
 
 from __future__ import annotations
@@ -247,6 +248,13 @@ def test_saved_notebook_keeps_a_picture(open_nb, lab_server, browser_artifacts):
     pngs = _png_outputs(html)
     assert len(pngs) == 1 and np.array_equal(pngs[0], shown)
     assert "Error displaying widget" not in html and "widget-view+json" not in html
+    export = lab_server.root_dir / "saved.html"
+    export.write_text(html)
+    view = page.context.new_page()
+    view.goto(export.as_uri(), wait_until="load")
+    assert view.locator("img").count() == 1 and view.locator("img").first.evaluate("i => i.naturalWidth") == wd
+    screenshot(view, browser_artifacts / "nbconvert_export.png")
+    view.close()
 
     # Reopened later (kernel gone, a new one started): JupyterLab has no model for the saved
     # widget and shows its own error text; it does not fall back to the picture.
