@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .engine.registry import DEFAULT_MODEL, MODEL_ENV, OFFLINE_MODEL, check_model_name
 from .images import load_image, sample_image_path
 
 __all__ = ["Demo", "demo_setup", "MODEL_ENV"]
 
-MODEL_ENV = "SAM_WIDGET_MODEL"
-OFFLINE_MODEL = "tiny_shapes"
 RANDOM_TINY = "random_tiny"
 
 
@@ -68,10 +67,10 @@ def _deepest_pixel(mask: np.ndarray) -> tuple[int, int]:
 
 def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True) -> Demo:
     """Choose model and image for a demo (see the module docstring). Prints at most one line."""
-    from .engine.checkpoints import CheckpointError, valid_model_types
+    from .engine.checkpoints import CheckpointError
     from .engine.segmenter import Segmenter
 
-    name = model or os.environ.get(MODEL_ENV) or "vit_b"
+    name = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     if name == RANDOM_TINY:
         from .engine.models import TINY_TEST_CONFIG, random_sam
 
@@ -79,8 +78,7 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
         return Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
     if name == OFFLINE_MODEL:
         return _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
-    if name not in valid_model_types():
-        raise ValueError(f"unknown model {name!r}; choose one of {valid_model_types()} or {RANDOM_TINY!r}.")
+    check_model_name(name, extra=(RANDOM_TINY,))
     try:
         seg = Segmenter.from_pretrained(name)
     except CheckpointError as exc:
