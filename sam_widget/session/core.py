@@ -1,0 +1,801 @@
+"""``Session``: click out objects on a set of images, with or without a widget.
+
+A session owns the images (read lazily), one undo history per image, the segmenter (loaded
+in the background) and two threads: the latest-wins worker that encodes and answers prompts,
+and the prefetcher that encodes the next image while the user works on the current one.
+Views (``SamWidget``) subscribe to it with :meth:`Session.subscribe` and redraw from its
+state; scripts call the same methods the widget offers::
+
+    s = Session(["a.jpg", "b.png"], model="tiny_shapes")
+    s.add_point(120, 80); s.commit("cat"); s.next(); s.add_box(10, 10, 200, 150); s.commit()
+    s.results[0].labels                      # (H, W) int32 label image of a.jpg
+
+Coordinates are image pixels: points ``(x, y)`` = (column, row), boxes XYXY; masks are
+``(H, W)`` bool at full image size. Python calls wait for their answer, so
+``s.add_point(...); s.mask`` works in one line. No widgets and no torch are imported here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..images import ImageError, to_rgb_uint8
+from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
+from ..viewport import Viewport, fit_size
+from .engine_link import EngineLink
+from .images import ImageSet, resolve_images
+from .inputs import as_object_mask, masks_from_label_image
+from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Results, StoredAnswer
+from .status import SessionStatus
+from .worker import Prefetcher, Worker
+
+__all__ = ["Session", "SessionListener", "Preview"]
+
+log = logging.getLogger(__name__)
+
+
+class SessionListener(Protocol):
+    """What a view implements to follow a session (called on any thread).
+
+    ``changed(session)``: the state may have changed (prompts, answer, objects, image,
+    preview); called under :attr:`Session.lock`, so the last call sees the newest state.
+    ``status(session)``: :attr:`Session.status` may read differently (progress, errors).
+    """
+
+    def changed(self, session: "Session") -> None: ...
+
+    def status(self, session: "Session") -> None: ...
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The mask under the pointer (hover), before any prompt: ``mask`` at display size."""
+
+    index: int
+    point: tuple[int, int]
+    mask: np.ndarray
+
+
+class Session:
+    """Segment Anything over one image or a set of images, headless.
+
+    Args:
+      images: one image (``H x W x 3`` uint8 array, gray / RGBA / uint16 / float array, PIL
+        image, file path) or a set: a list of those, a folder, or a glob pattern.
+      segmenter: a ``Segmenter`` to use; None loads ``model`` / ``checkpoint`` in the background.
+      model: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"tiny_shapes"``, or None to infer it from
+        ``checkpoint``. checkpoint: a local ``.pth`` file; None downloads the official one.
+      device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+      refine: further prompts refine the chosen candidate (SamPredictor's interactive recipe).
+      display_size: longest side of the shown image (previews and overlays are at that size).
+      prefetch: encode the next (and previous) image in the background.
+      mask_cache_bytes: budget of full-size candidate masks kept cached (the history keeps
+        low-resolution logits; older full-size masks are recomputed when asked for).
+
+    Raises at once (nothing started): ``TypeError`` / ``ValueError`` for bad arguments, an
+    unknown model or device spelling, an empty list / folder / glob;
+    ``CheckpointError`` for a checkpoint that does not exist; ``ImageError`` for a single
+    image that cannot be read. In a set, an unreadable image is reported when shown.
+    """
+
+    def __init__(
+        self,
+        images: Any,
+        segmenter: Any | None = None,
+        model: str | None = "vit_b",
+        checkpoint: Any = None,
+        *,
+        device: Any = "auto",
+        cache_dir: Any = None,
+        refine: bool = True,
+        display_size: int = 800,
+        prefetch: bool = True,
+        mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
+        history_limit: int = 500,
+    ) -> None:
+        sources, self.single = resolve_images(images)
+        if self.single:
+            sources = [to_rgb_uint8(sources[0])]  # a bad single image raises here, as always
+        self.images = ImageSet(sources)
+        self._display_size = display_size
+        self._canvas_hw = self._choose_canvas(display_size)
+        self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir)
+        self._budget = MaskBudget(mask_cache_bytes)
+        self._pages: list[Page | None] = [None] * len(self.images)
+        self._history_limit = int(history_limit)
+        self._index = 0
+        self.refine = bool(refine)
+        self.prefetch = bool(prefetch)
+        self.lock = threading.RLock()
+        self.error: str | None = None
+        self.model_error: BaseException | None = None
+        self._model_ready = threading.Event()
+        self._listeners: list[SessionListener] = []
+        self._callbacks: list[Callable[["Session"], None]] = []
+        self._published: tuple[int, Any, Any] = (0, self._page(0).history.current.objects, None)
+        self.revision = 0
+        self.preview: Preview | None = None
+        self._preview_wanted: tuple[int, tuple[int, int]] | None = None
+        self._awaited: dict[int, tuple[Page, PredictionSlot]] = {}
+        self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
+        self._closed = False
+        self._enter(0)
+        self._worker = Worker(self)
+        self._prefetcher = Prefetcher(self)
+        self._worker.start()
+        self._prefetcher.start()
+
+    def _choose_canvas(self, display_size: int) -> tuple[int, int]:
+        """Canvas size: the image's display size; for a set, the first image's shape scaled to
+        ``display_size`` (others are fitted into it, centred)."""
+        if self.single:
+            return fit_size(self.images.size(0), display_size)
+        fit_size((1, 1), display_size)  # checks display_size
+        for i in range(min(len(self.images), 10)):
+            try:
+                H, W = self.images.size(i)
+            except ImageError:
+                continue
+            s = display_size / max(H, W)
+            return max(1, round(H * s)), max(1, round(W * s))
+        return round(display_size * 3 / 4), display_size
+
+    # ================================================================== images
+    @property
+    def index(self) -> int:
+        """Position of the current image in :attr:`images` (0-based)."""
+        return self._index
+
+    @property
+    def image(self) -> np.ndarray:
+        """The current image as ``H x W x 3`` uint8 RGB (read-only); ``ImageError`` if unreadable."""
+        return self.images.load(self._index)
+
+    @property
+    def name(self) -> str:
+        """The current image's name (file name, or "image N")."""
+        return self.images.names[self._index]
+
+    @property
+    def canvas_hw(self) -> tuple[int, int]:
+        """``(h, w)`` of the canvas a view shows the images on."""
+        return self._canvas_hw
+
+    @property
+    def viewport(self) -> Viewport:
+        """Where the current image sits on the canvas (coordinate mapping)."""
+        page = self._page(self._index)
+        if page.error is not None:
+            return Viewport(self._canvas_hw, self._canvas_hw)
+        hw = self.image.shape[:2]
+        disp = fit_size(hw, self._display_size)
+        if disp[0] > self._canvas_hw[0] or disp[1] > self._canvas_hw[1]:
+            disp = fit_size(hw, self._canvas_hw)
+        return Viewport(hw, disp, self._canvas_hw)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of image ``index``; ``(0, 0)`` if it cannot be read."""
+        try:
+            return self.images.size(index)
+        except ImageError:
+            return (0, 0)
+
+    def goto(self, index: int) -> "Session":
+        """Show image ``index`` (0-based). ``IndexError`` / ``TypeError`` for a bad index.
+
+        Its objects, prompts and undo history are as they were left; its embedding is
+        computed in the background if it was not prefetched.
+        """
+        i = self.images._check(index)
+        self._check_open()
+        if i != self._index:
+            self._stop_preview()
+            with self.lock:
+                self._index = i
+                self._enter(i)
+            self.error = None
+            self._worker.request()
+            self._notify()
+        return self
+
+    def next(self) -> bool:
+        """Go to the next image; False (and nothing changes) on the last one."""
+        if self._index + 1 >= len(self.images):
+            return False
+        self.goto(self._index + 1)
+        return True
+
+    def prev(self) -> bool:
+        """Go to the previous image; False (and nothing changes) on the first one."""
+        if self._index == 0:
+            return False
+        self.goto(self._index - 1)
+        return True
+
+    def _enter(self, i: int) -> None:
+        """Make image ``i`` current: keep it and its neighbours in memory, read it now."""
+        self.images.keep({i - 1, i, i + 1} if self.prefetch else {i})
+        page = self._page(i)
+        try:
+            self.images.load(i)
+        except ImageError as exc:
+            page.error = str(exc)
+            page.ready.set()
+        else:
+            if page.error is not None:  # it was unreadable before and can be read now
+                page.error = None
+                page.ready.clear()
+
+    def _page(self, i: int) -> Page:
+        page = self._pages[i]
+        if page is None:
+            page = self._pages[i] = Page(i, self._history_limit)
+        return page
+
+    def objects_of(self, index: int) -> tuple[ObjectRecord, ...]:
+        """The committed objects of image ``index``."""
+        page = self._pages[self.images._check(index)]
+        return page.history.current.objects if page is not None else ()
+
+    @property
+    def results(self) -> Results:
+        """Per image: ``results[i].objects``, ``.masks`` (N, H, W) bool, ``.labels`` (H, W) int32."""
+        return Results(self)
+
+    # ================================================================== state
+    @property
+    def history(self) -> History:
+        """The current image's undo history."""
+        return self._page(self._index).history
+
+    @property
+    def current(self) -> Snapshot:
+        """The current image's state."""
+        return self.history.current
+
+    @property
+    def prompts(self) -> Prompts:
+        return self.current.prompts
+
+    @property
+    def editing(self) -> int | None:
+        """Position in :attr:`objects` of the object being edited (refined), or None."""
+        return self.current.editing_index
+
+    @property
+    def candidates(self) -> Any | None:
+        """The current ``Prediction`` (waits for it), or None without prompts."""
+        slot = self.current.slot
+        if slot is None:
+            return None
+        self._wait_slot(slot)
+        self._budget.touch(slot.prediction)
+        return slot.prediction
+
+    @property
+    def selected(self) -> int:
+        snap = self.current
+        if snap.slot is None:
+            return 0
+        self._wait_slot(snap.slot)
+        return selected_of(snap)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(H, W)`` bool: the chosen candidate (all False without prompts); a new array."""
+        snap = self.current
+        if snap.slot is None:
+            return np.zeros(self.image.shape[:2], bool)
+        self._wait_slot(snap.slot)
+        pred = snap.slot.prediction
+        out = pred.mask(selected_of(snap)).copy()
+        self._budget.touch(pred)
+        return out
+
+    @property
+    def objects(self) -> tuple[ObjectRecord, ...]:
+        return self.current.objects
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.results[self._index].masks
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.results[self._index].labels
+
+    @property
+    def segmenter(self) -> Any | None:
+        """The ``Segmenter`` (None until the model has loaded)."""
+        return self._engine.segmenter
+
+    @property
+    def ready(self) -> threading.Event:
+        """Set once the model is loaded and the current image encoded (or either failed)."""
+        if self.model_error is not None:
+            return self._model_ready
+        return self._page(self._index).ready
+
+    @property
+    def mask_budget(self) -> MaskBudget:
+        return self._budget
+
+    # ================================================================== actions
+    def add_point(self, x: float, y: float, label: int = 1) -> "Session":
+        """Add a point prompt at image pixel ``(x, y)`` (column, row); label 1 = object, 0 = not.
+
+        Waits for the new mask. ``ValueError`` for a point outside the image, NaN, or a
+        label other than 0 / 1 (the state is left unchanged).
+        """
+        self._check_image()
+        xf, yf = self.viewport.check_point(x, y, "point")
+        if isinstance(label, bool) or label not in (0, 1):
+            raise ValueError(f"label must be 1 (object) or 0 (background), got {label!r}.")
+        self._push_prompts(self.prompts.with_point(xf, yf, int(label)))
+        return self._answer()
+
+    def add_box(self, x0: float, y0: float, x1: float, y1: float) -> "Session":
+        """Set the box prompt (XYXY image pixels; replaces any previous box). Waits for the mask."""
+        self._check_image()
+        vp = self.viewport
+        a, b = vp.check_point(x0, y0, "box corner"), vp.check_point(x1, y1, "box corner")
+        if b[0] < a[0] or b[1] < a[1]:
+            raise ValueError(f"box must have x0 <= x1 and y0 <= y1 (XYXY), got {(x0, y0, x1, y1)}.")
+        self._push_prompts(self.prompts.with_box((*a, *b)))
+        return self._answer()
+
+    def select(self, index: int) -> "Session":
+        """Choose candidate ``index`` (0-based). ``IndexError`` if there is no such candidate."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"candidate index must be an int, not {type(index).__name__}.")
+        snap = self.current
+        pred = self.candidates
+        if pred is None:
+            raise IndexError("there are no candidates to choose from: add a point or a box first.")
+        if not 0 <= index < len(pred):
+            raise IndexError(f"candidate {index} does not exist; there are {len(pred)} (0..{len(pred) - 1}).")
+        if int(index) != selected_of(snap):
+            self._push(snap.select(int(index)))
+        return self
+
+    def commit(self, label: str | None = None) -> ObjectRecord:
+        """Keep the current mask as an object (default label "object N"); clears the prompts.
+
+        While an object is being edited, it is replaced (same id, colour and label unless
+        ``label`` is given). ``ValueError`` when there is no mask (no prompts, or empty).
+        """
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"label must be a string, not {type(label).__name__}.")
+        snap = self.current
+        if snap.slot is None:
+            raise ValueError("there is no mask to commit: add a point or a box first.")
+        self._wait_slot(snap.slot)
+        sel, pred = selected_of(snap), snap.slot.prediction
+        mask = np.array(pred.mask(sel), dtype=bool)
+        self._budget.touch(pred)
+        logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
+        new = snap.commit(mask, float(pred.scores[sel]), label, logits)
+        self._push(new)
+        i = snap.editing_index
+        return new.objects[i if i is not None else -1]
+
+    def delete(self, index: int) -> "Session":
+        """Delete object ``index`` (0-based position in :attr:`objects`); ``IndexError`` if missing."""
+        self._push(self.current.delete(index))
+        return self
+
+    def rename(self, index: int, label: str) -> "Session":
+        """Give object ``index`` a new label (a non-empty string)."""
+        self._push(self.current.rename(index, label))
+        return self
+
+    def clear(self) -> "Session":
+        """Clear the current prompts and stop editing (objects stay). A no-op when there is nothing."""
+        snap = self.current
+        if snap.slot is not None or not snap.prompts.is_empty or snap.editing is not None:
+            self._push(snap.cleared())
+        return self
+
+    def edit(self, index: int) -> "Session":
+        """Edit object ``index``: its prompts become the current prompts and its mask the current
+        mask; further prompts refine it (from its low-res logits; for a mask brought in with
+        :meth:`add_object`, logits derived from the mask); :meth:`commit` replaces it."""
+        snap = self.current
+        i = snap._object_index(index)
+        obj = snap.objects[i]
+        if snap.editing == obj.id and isinstance(snap.prediction, StoredAnswer) and snap.prompts == obj.prompts:
+            return self
+        slot = PredictionSlot()
+        slot.fill(StoredAnswer(obj), None, False)
+        self._push(snap.edit(i, slot))
+        return self
+
+    def object_at(self, x: float, y: float) -> int | None:
+        """Index of the topmost object covering image pixel ``(x, y)``, or None."""
+        H, W = self.image.shape[:2]
+        c, r = int(x), int(y)
+        if not (0 <= c < W and 0 <= r < H):
+            return None
+        for i in range(len(self.objects) - 1, -1, -1):
+            if self.objects[i].mask[r, c]:
+                return i
+        return None
+
+    def add_object(self, mask: np.ndarray, label: str | None = None) -> ObjectRecord:
+        """Add an ``(H, W)`` bool mask of the current image as an object (copied; no prompts).
+
+        Refining it later (:meth:`edit`) starts from the mask. ``TypeError`` / ``ValueError``
+        for a wrong type, shape, values or an empty mask.
+        """
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"label must be a string, not {type(label).__name__}.")
+        self._check_image()
+        m = as_object_mask(mask, self.image.shape[:2])
+        new = self.current.add_objects([m], [label])
+        self._push(new)
+        return new.objects[-1]
+
+    def set_objects(self, label_image: Any) -> tuple[ObjectRecord, ...]:
+        """Replace the current image's objects by one object per non-zero value of
+        ``label_image`` (``(H, W)`` integers, 0 = background, or the path of such an image
+        file), in increasing value order. One undo step."""
+        self._check_image()
+        masks = masks_from_label_image(label_image, self.image.shape[:2])
+        snap = self.current
+        new = snap.without_objects().add_objects(masks)
+        self._push(new)
+        return new.objects
+
+    def undo(self) -> bool:
+        """Step back (prompts, candidate choice, commits, deletes, renames, edits); False if nothing to undo."""
+        if not self.history.undo():
+            return False
+        self._after_change()
+        return True
+
+    def redo(self) -> bool:
+        """Step forward again; False (no-op) when there is nothing to redo."""
+        if not self.history.redo():
+            return False
+        self._after_change()
+        return True
+
+    # ================================================================== observers
+    def on_change(self, callback: Callable[["Session"], None], remove: bool = False) -> None:
+        """Call ``callback(session)`` after every change of the mask, the objects or the image
+        (:attr:`revision` goes up by one). Callbacks may run on the worker thread."""
+        if not callable(callback):
+            raise TypeError("callback must be callable.")
+        if remove:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+        elif callback not in self._callbacks:
+            self._callbacks.append(callback)
+
+    def subscribe(self, listener: SessionListener) -> None:
+        """Follow this session (a view): see :class:`SessionListener`."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: SessionListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def status(self) -> SessionStatus:
+        """What the status line says: model, device, image, progress, timings, errors."""
+        return SessionStatus.of(self)
+
+    # ================================================================== waiting
+    def wait_ready(self, timeout: float | None = None) -> "Session":
+        """Block until the model is loaded and the current image encoded. Raises what went wrong:
+        ``RuntimeError`` (model), ``ImageError`` (this image cannot be read), ``TimeoutError``."""
+        if not self.ready.wait(timeout):
+            raise TimeoutError(f"the image embedding was not ready within {timeout} s.")
+        if self.model_error is not None:
+            raise RuntimeError(f"SamWidget could not get ready: {self.model_error}") from self.model_error
+        error = self._page(self._index).error
+        if error is not None:
+            raise ImageError(error)
+        return self
+
+    def wait_idle(self, timeout: float | None = 60.0) -> "Session":
+        """Block until every pending prompt has been answered and drawn (tests, scripts)."""
+        self.wait_ready(timeout)
+        if not self._worker.idle.wait(timeout):
+            raise TimeoutError(f"the session was still busy after {timeout} s.")
+        return self
+
+    def wait_prefetch(self, timeout: float | None = 60.0) -> "Session":
+        """Block until the background encoding of the neighbouring images is done (tests, benchmarks)."""
+        self.wait_idle(timeout)
+        if not self._prefetcher.idle.wait(timeout):
+            raise TimeoutError(f"prefetching was still running after {timeout} s.")
+        return self
+
+    def close(self) -> None:
+        """Stop the background threads. Later prompts raise ``RuntimeError``."""
+        self._closed = True
+        self._worker.stop()
+        self._prefetcher.stop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ================================================================== hover preview
+    def request_preview(self, point: tuple[int, int]) -> None:
+        """Compute the mask under image pixel ``point`` (shown while there are no prompts)."""
+        if self._closed or not self.ready.is_set() or not self.prompts.is_empty:
+            return
+        self._preview_wanted = (self._index, point)
+        self._worker.request_preview(point)
+
+    def stop_preview(self) -> None:
+        """Forget the hover preview (the pointer left, a click started, hover was turned off)."""
+        if self._stop_preview():
+            self._notify()
+
+    def _stop_preview(self) -> bool:
+        with self.lock:
+            had = self.preview is not None
+            self._preview_wanted = None
+            self.preview = None
+        return had
+
+    # ================================================================== plumbing
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this SamWidget was closed; create a new one.")
+
+    def _check_image(self) -> None:
+        error = self._page(self._index).error
+        if error is not None:
+            raise ImageError(error)
+
+    def _push_prompts(self, prompts: Prompts) -> Snapshot:
+        if self.model_error is not None:
+            self.wait_ready()  # raises: the model never loaded, no prompt can be answered
+        self._check_open()
+        self._check_image()
+        snap = self.current
+        base = (snap.slot, snap.selected) if snap.slot is not None else None
+        return self._push(snap.with_prompts(prompts, PredictionSlot(base=base, prompts=prompts)))
+
+    def _push(self, snap: Snapshot) -> Snapshot:
+        self.history.push(snap)
+        self._after_change()
+        return snap
+
+    def _after_change(self) -> None:
+        """Show what can be shown now; wake the worker for what needs the engine."""
+        snap = self.current
+        if snap.slot is not None and not snap.slot.done:
+            self._worker.request()
+        self._notify()
+
+    def _answer(self) -> "Session":
+        slot = self.current.slot
+        if slot is not None:
+            self._wait_slot(slot)
+            # The worker draws the answer and notifies observers just after filling the slot:
+            # wait for that too, so ``revision`` and callbacks are current on return.
+            if threading.current_thread() is not self._worker:
+                self._worker.idle.wait()
+        return self
+
+    def _wait_slot(self, slot: PredictionSlot) -> None:
+        if not slot.done:
+            self.wait_ready()
+            if self._worker.stopped:
+                raise RuntimeError("this SamWidget was closed before the mask was computed.")
+            if threading.current_thread() is self._worker:
+                # e.g. an on_change callback (run on the worker) calls add_point: answer inline.
+                self._compute_current()
+                if not slot.done:
+                    raise RuntimeError("this state was replaced while its mask was being computed.")
+            else:
+                self._awaited[id(slot)] = (self._page(self._index), slot)
+                self._worker.request()
+                slot.wait()
+                self._awaited.pop(id(slot), None)
+        if slot.error is not None:
+            raise RuntimeError(f"the prediction failed: {slot.error}")
+
+    def _notify(self) -> None:
+        """Tell the views (under the lock: the last one to draw draws the newest state), then,
+        if the mask / objects / image changed, the on_change callbacks (outside the lock)."""
+        with self.lock:
+            bumped = self._publish()
+            for listener in list(self._listeners):
+                listener.changed(self)
+        if bumped:
+            for cb in list(self._callbacks):
+                try:
+                    cb(self)
+                except Exception as exc:  # noqa: BLE001 - a user's callback must not break the session
+                    log.exception("on_change callback failed")
+                    self.error = f"on_change callback failed: {exc}"
+                    self._notify_status()
+
+    def _publish(self) -> bool:
+        snap = self.current
+        if snap.prediction is not None:
+            mask_key = (snap.slot, selected_of(snap))
+        elif snap.slot is None:
+            mask_key = None
+        else:  # still being computed: the mask has not changed yet
+            mask_key = self._published[2]
+        index, objects, old_mask = self._published
+        changed = index != self._index or objects is not snap.objects or mask_key != old_mask
+        self._published = (self._index, snap.objects, mask_key)
+        if changed:
+            self.revision += 1
+        return changed
+
+    def _notify_status(self) -> None:
+        for listener in list(self._listeners):
+            listener.status(self)
+
+    # ================================================================== worker side
+    def _load_model(self) -> None:
+        """Load the model if needed (worker thread), then encode the current image."""
+        page = self._page(self._index)
+        page.encode_started = time.perf_counter()
+        self._start_ticker()
+        self._engine.load()
+        self._model_ready.set()
+        self._compute_current()
+
+    def _model_failed(self, exc: BaseException) -> None:
+        self.model_error = exc
+        self._model_ready.set()
+        for page in self._pages:
+            if page is not None:
+                page.ready.set()
+        self._notify_status()
+
+    def _start_ticker(self) -> None:
+        def tick() -> None:
+            while not self.ready.wait(1.0) and not self._closed:
+                self._notify_status()
+
+        threading.Thread(target=tick, name="SamWidget-status", daemon=True).start()
+
+    def _ensure_encoded(self, page: Page) -> None:
+        """Make the page's image the segmenter's (encoding it unless cached)."""
+        if page.error is not None:
+            return
+        seg = self._engine.segmenter
+        if page.ready.is_set() and seg.image is not None and seg.image is page.seg_image:
+            return
+        first = not page.ready.is_set()
+        if first and page.encode_started is None:  # (the first image's clock started with the model load)
+            page.encode_started = time.perf_counter()
+            self._notify_status()
+            self._start_ticker()
+        try:
+            rgb = self.images.load(page.index)
+            calls = seg.stats.get("encoder_calls", 0)
+            self._engine.set_image(page, rgb)
+            if first:
+                page.encode_s = seg.stats.get("last_encode_s") if seg.stats.get("encoder_calls", 0) != calls else None
+        except ImageError as exc:
+            page.error = str(exc)
+        page.ready.set()
+        if first:
+            self._notify_status()
+
+    def _compute_current(self) -> None:
+        """Encode the current image if needed, answer its newest prompts, then tell the views."""
+        page = self._page(self._index)
+        self._ensure_encoded(page)
+        snap = page.history.current
+        if page.error is None and snap.slot is not None and not snap.slot.done:
+            self._answer_slot(page, snap.slot)
+        for other, slot in list(self._awaited.values()):  # Python callers waiting on another image
+            if not slot.done and other is not page and other.error is None:
+                self._answer_slot(other, slot)
+        # Draw whatever is current now: it may be a newer state with the same answered slot
+        # (an object renamed meanwhile); if its slot is still unanswered, go again.
+        self._notify()
+        cur = self.current.slot
+        if cur is not None and not cur.done:
+            self._worker.request()
+        self._schedule_prefetch()
+
+    def _answer_slot(self, page: Page, slot: PredictionSlot) -> None:
+        mask_input, multimask = self._prediction_request(slot)
+        try:
+            rgb = self.images.load(page.index)
+            pred = self._engine.predict(page, rgb, **slot.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, raised to API callers
+            slot.fail(str(exc))
+            self.error = f"prediction failed: {exc}"
+        else:
+            slot.fill(pred, mask_input, multimask)
+            self._budget.touch(pred)
+            self.stats["predictions"] += 1
+
+    def _prediction_request(self, slot: PredictionSlot) -> tuple[np.ndarray | None, bool]:
+        """``(mask_input, multimask)`` for a slot: refine from the nearest answered earlier step."""
+        if not self.refine:
+            return None, True
+        base = slot.base
+        while base is not None and base[0].prediction is None:
+            base = base[0].base
+        if base is None:
+            return None, True
+        bslot, bsel = base
+        pred = bslot.prediction
+        sel = bsel if bsel is not None else pred.best
+        if pred.logits is None:  # an object brought in as a mask: logits from the mask
+            pred.logits = self._engine.mask_input(pred.object.mask)
+        return pred.logits[sel : sel + 1], False
+
+    def _compute_preview(self, point: tuple[int, int]) -> None:
+        """Mask under the pointer, kept only while there are no prompts (worker thread)."""
+        want = self._preview_wanted
+        if want is None or want[0] != self._index or not self.prompts.is_empty:
+            return
+        page = self._page(self._index)
+        self._ensure_encoded(page)
+        if page.error is not None:
+            return
+        pred = self._engine.predict(page, self.image, points=[point], labels=[1], multimask=True)
+        self.stats["previews"] += 1
+        disp = pred.mask_at_size(pred.best, self.viewport.display_hw)
+        # Kept even if the pointer has moved on: the newest position is queued and comes
+        # next (coalesced), and a moving pointer should see masks follow it, not nothing.
+        with self.lock:
+            want = self._preview_wanted
+            if want is None or want[0] != self._index or not self.prompts.is_empty:
+                return
+            self.preview = Preview(self._index, point, disp)
+        self._notify()
+
+    def _schedule_prefetch(self) -> None:
+        if not self.prefetch or self._closed or self.model_error is not None:
+            return
+        i = self._index
+        wanted = [k for k in (i + 1, i - 1) if 0 <= k < len(self.images)]
+        wanted = [k for k in wanted if self._pages[k] is None or not self._pages[k].ready.is_set()]
+        self._prefetcher.request(wanted)
+
+    def _prefetch(self, index: int) -> None:
+        """Read image ``index`` and compute its embedding into the cache (prefetch thread)."""
+        if self._closed or abs(index - self._index) > 1:
+            return
+        page = self._page(index)
+        if page.ready.is_set():
+            return
+        try:
+            rgb = self.images.load(index)
+        except ImageError as exc:
+            page.error = str(exc)
+            page.ready.set()
+            return
+        self._engine.prefetch(rgb)
+
+    # ================================================================== display (for views)
+    def display_mask(self) -> np.ndarray | None:
+        """The chosen candidate at the display size (for an overlay), or None if there is none yet."""
+        snap = self.current
+        pred = snap.prediction
+        if pred is None:
+            return None
+        return pred.mask_at_size(selected_of(snap), self.viewport.display_hw)
+
+
+def selected_of(snap: Snapshot) -> int:
+    """The chosen candidate of a snapshot (its best one unless the user chose)."""
+    if snap.selected is not None:
+        return snap.selected
+    pred = snap.prediction
+    return pred.best if pred is not None else 0

@@ -1,0 +1,176 @@
+"""Per-image state of a session, what it hands out per image, and the bound on full-size masks.
+
+* :class:`Page` -- one image's undo history and readiness (no pixels: those are in the
+  :class:`~sam_widget.session.images.ImageSet`).
+* :class:`ImageResult` / :class:`Results` -- ``session.results[i]``: the objects of image
+  ``i`` with their masks and label image.
+* :class:`StoredAnswer` -- a committed object's mask standing in for a prediction while the
+  object is being edited (so ``mask``, ``candidates`` and refinement work the same way).
+* :class:`MaskBudget` -- keeps the full-size candidate masks that predictions cache under a
+  byte budget: the history keeps low-resolution logits; full-size masks of older steps are
+  dropped and recomputed from them if they are asked for again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..render import resize_mask
+from ..state import History, ObjectRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core import Session
+
+__all__ = ["Page", "ImageResult", "Results", "StoredAnswer", "MaskBudget", "DEFAULT_MASK_BUDGET"]
+
+DEFAULT_MASK_BUDGET = 64 * 1024 * 1024
+"""Bytes of full-size candidate masks a session keeps cached (about five 12-megapixel masks)."""
+
+
+class Page:
+    """One image of a session: its :class:`~sam_widget.state.History` and whether its embedding is ready.
+
+    ``ready`` is set once the image is encoded (or found unusable: ``error`` then says why;
+    ``encode_s``: how long the encoder took, None for a cache hit);
+    ``seg_image`` is the segmenter's copy of the image after ``set_image`` for this page (to
+    notice when another image took the segmenter meanwhile).
+    """
+
+    def __init__(self, index: int, history_limit: int) -> None:
+        self.index = index
+        self.history = History(limit=history_limit)
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.seg_image: Any = None
+        self.encode_started: float | None = None
+        self.encode_s: float | None = None  # None: the embedding came from a cache / prefetch
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The objects of one image. ``masks``: ``(N, H, W)`` bool; ``labels``: ``(H, W)`` int32,
+    0 = background, ``i`` = object ``i`` (1-based, later objects on top)."""
+
+    index: int
+    name: str
+    objects: tuple[ObjectRecord, ...]
+    image_hw: tuple[int, int]
+
+    @property
+    def masks(self) -> np.ndarray:
+        if not self.objects:
+            return np.zeros((0, *self.image_hw), bool)
+        return np.stack([o.mask for o in self.objects])
+
+    @property
+    def labels(self) -> np.ndarray:
+        out = np.zeros(self.image_hw, np.int32)
+        for i, o in enumerate(self.objects, start=1):
+            out[o.mask] = i
+        return out
+
+
+class Results(Sequence):
+    """``session.results``: one :class:`ImageResult` per image (computed when asked for)."""
+
+    def __init__(self, session: "Session") -> None:
+        self._session = session
+
+    def __len__(self) -> int:
+        return len(self._session.images)
+
+    def __getitem__(self, index: int) -> ImageResult:  # type: ignore[override]
+        s = self._session
+        i = s.images._check(index if not isinstance(index, (int, np.integer)) or index >= 0 else len(self) + index)
+        return ImageResult(i, s.images.names[i], s.objects_of(i), s.image_size(i))
+
+    def __repr__(self) -> str:
+        return f"Results({len(self)} images, {sum(len(r.objects) for r in self)} objects)"
+
+
+class StoredAnswer:
+    """A committed object's mask in place of a ``Prediction`` (one candidate) while it is edited.
+
+    ``logits`` are the object's low-res logits if it has them; for a mask brought in from
+    elsewhere they are derived from the mask by the engine the first time it is refined.
+    """
+
+    def __init__(self, obj: ObjectRecord) -> None:
+        self.object = obj
+        self.scores = np.array([obj.score], np.float32)
+        self.logits = obj.logits
+        self.image_size = tuple(obj.mask.shape)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"StoredAnswer(object {self.object.id} {self.object.label!r})"
+
+    @property
+    def best(self) -> int:
+        return 0
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.object.mask[None]
+
+    def mask(self, index: int) -> np.ndarray:
+        self._check(index)
+        return self.object.mask
+
+    def mask_at_size(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        self._check(index)
+        return resize_mask(self.object.mask, tuple(size))
+
+    @property
+    def cached_mask_bytes(self) -> int:
+        return 0
+
+    def drop_masks(self) -> None:
+        pass
+
+    @staticmethod
+    def _check(index: int) -> None:
+        if index != 0:
+            raise IndexError(f"mask index {index} out of range for 1 candidates.")
+
+
+class MaskBudget:
+    """Least-recently-used predictions whose cached full-size masks stay under ``max_bytes``.
+
+    ``touch(pred)`` after reading a full-size mask of ``pred``: it becomes the most recent
+    one, and older ones drop their full-size masks (``pred.drop_masks()``) until the total
+    fits. The most recent prediction is never dropped, so the mask being looked at stays.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MASK_BUDGET) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"mask_cache_bytes must be a non-negative int, got {max_bytes!r}.")
+        self.max_bytes = max_bytes
+        self._preds: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def touch(self, pred: Any) -> None:
+        with self._lock:
+            self._preds.pop(id(pred), None)
+            self._preds[id(pred)] = pred
+            total = sum(p.cached_mask_bytes for p in self._preds.values())
+            while total > self.max_bytes and len(self._preds) > 1:
+                _, old = self._preds.popitem(last=False)
+                total -= old.cached_mask_bytes
+                old.drop_masks()
+            for key in [k for k, p in self._preds.items() if p.cached_mask_bytes == 0 and p is not pred]:
+                del self._preds[key]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of full-size masks held by the predictions it tracks."""
+        with self._lock:
+            return sum(p.cached_mask_bytes for p in self._preds.values())
