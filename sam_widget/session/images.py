@@ -167,11 +167,6 @@ class ImageSet(Sequence):
         except TypeError as exc:
             raise ImageError(f"image {index + 1} of {len(self)} ({self._names[index]}): {exc}") from None
 
-    def cached(self, index: int) -> bool:
-        """Whether image ``index`` is in memory now."""
-        with self._lock:
-            return index in self._cache
-
     def keep(self, indices: Iterable[int]) -> None:
         """Keep these images in memory once read; drop every other image's pixels."""
         with self._lock:
