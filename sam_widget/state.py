@@ -262,6 +262,11 @@ class History:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot held: the undoable ones (oldest first), the current one, the redoable ones."""
+        with self.lock:
+            return [*self._undo, self._current, *reversed(self._redo)]
+
     def push(self, snapshot: Snapshot) -> Snapshot:
         """Make ``snapshot`` current; the old one becomes undoable; the redo stack is dropped."""
         with self.lock:

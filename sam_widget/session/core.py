@@ -765,7 +765,7 @@ class Session:
             return
         i = self._index
         wanted = [k for k in (i + 1, i - 1) if 0 <= k < len(self.images)]
-        wanted = [k for k in wanted if self._pages[k] is None or not self._pages[k].ready.is_set()]
+        wanted = [k for k in wanted if self._pages[k] is None or not (self._pages[k].ready.is_set() or self._pages[k].prefetched)]
         self._prefetcher.request(wanted)
 
     def _prefetch(self, index: int) -> None:
@@ -773,7 +773,7 @@ class Session:
         if self._closed or abs(index - self._index) > 1:
             return
         page = self._page(index)
-        if page.ready.is_set():
+        if page.ready.is_set() or page.prefetched:
             return
         try:
             rgb = self.images.load(index)
@@ -782,6 +782,7 @@ class Session:
             page.ready.set()
             return
         self._engine.prefetch(rgb)
+        page.prefetched = True
 
     # ================================================================== display (for views)
     def display_mask(self) -> np.ndarray | None:

@@ -167,6 +167,12 @@ class ImageSet(Sequence):
         except TypeError as exc:
             raise ImageError(f"image {index + 1} of {len(self)} ({self._names[index]}): {exc}") from None
 
+    @property
+    def in_memory(self) -> list[int]:
+        """Indices of the images whose pixels are held now."""
+        with self._lock:
+            return sorted(self._cache)
+
     def keep(self, indices: Iterable[int]) -> None:
         """Keep these images in memory once read; drop every other image's pixels."""
         with self._lock:

@@ -50,6 +50,7 @@ class Page:
         self.seg_image: Any = None
         self.encode_started: float | None = None
         self.encode_s: float | None = None  # None: the embedding came from a cache / prefetch
+        self.prefetched = False  # its embedding was computed in the background
 
 
 @dataclass(frozen=True)
