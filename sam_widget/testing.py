@@ -458,6 +458,8 @@ _KEY_CODES = {
     "Control": "ControlLeft",
     "Meta": "MetaLeft",
     "Alt": "AltLeft",
+    "ArrowLeft": "ArrowLeft",
+    "ArrowRight": "ArrowRight",
 }
 
 
@@ -619,13 +621,13 @@ class EventInjector:
         )
 
     # -- mouse primitives (CSS pixels) ---------------------------------------------------------
-    def mouse_down(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+    def mouse_down(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False, alt: bool = False) -> None:
         self.buttons |= _BUTTON_BITS[button]
-        self.mouse("mousedown", x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse("mousedown", x, y, button, shift=shift, ctrl=ctrl, alt=alt)
 
-    def mouse_up(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+    def mouse_up(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False, alt: bool = False) -> None:
         self.buttons &= ~_BUTTON_BITS[button]
-        self.mouse("mouseup", x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse("mouseup", x, y, button, shift=shift, ctrl=ctrl, alt=alt)
 
     def mouse_move(self, x: float, y: float, *, shift: bool = False) -> None:
         self.mouse("mousemove", x, y, 0, shift=shift)
@@ -635,12 +637,12 @@ class EventInjector:
         self.mouse("mouseleave", -5, -5, 0)
 
     # -- gestures (CSS pixels) -----------------------------------------------------------------
-    def click(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+    def click(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False, alt: bool = False) -> None:
         """Press and release at ``(x, y)`` (right button: ``button=2``, followed by ``contextmenu``)."""
-        self.mouse_down(x, y, button, shift=shift, ctrl=ctrl)
-        self.mouse_up(x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse_down(x, y, button, shift=shift, ctrl=ctrl, alt=alt)
+        self.mouse_up(x, y, button, shift=shift, ctrl=ctrl, alt=alt)
         if button == 2:
-            self.mouse("contextmenu", x, y, 2, shift=shift, ctrl=ctrl)
+            self.mouse("contextmenu", x, y, 2, shift=shift, ctrl=ctrl, alt=alt)
 
     def shift_click(self, x: float, y: float) -> None:
         self.click(x, y, shift=True)
@@ -648,10 +650,10 @@ class EventInjector:
     def right_click(self, x: float, y: float) -> None:
         self.click(x, y, button=2)
 
-    def click_image(self, ix: int, iy: int, button: int = 0, *, shift: bool = False) -> None:
+    def click_image(self, ix: int, iy: int, button: int = 0, *, shift: bool = False, alt: bool = False) -> None:
         """Click on image pixel ``(ix, iy)`` (at :meth:`css_hitting`: exact with ``round_css=False``
         or whenever a whole CSS pixel lies over it)."""
-        self.click(*self.css_hitting(ix, iy), button=button, shift=shift)
+        self.click(*self.css_hitting(ix, iy), button=button, shift=shift, alt=alt)
 
     def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 6, *, shift: bool = False) -> None:
         """Press at ``(x0, y0)``, move in ``steps`` to ``(x1, y1)``, release there (a box)."""

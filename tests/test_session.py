@@ -378,7 +378,7 @@ def test_an_edited_object_is_refined_from_its_logits_and_replaced_in_place_undoa
     s.edit(0)
     assert s.editing == 0 and s.prompts == first.prompts
     assert np.array_equal(s.mask, first.mask) and len(s.candidates) == 1
-    assert "editing 'cell'" in s.status.text()
+    assert "editing “cell”" in s.status.text()
     s.add_point(60, 70, label=0)
     slot = s.current.slot
     assert slot.multimask is False and np.array_equal(slot.mask_input, first.logits)  # refines the object

@@ -84,7 +84,7 @@ class SessionStatus:
             ms = "–" if self.decode_s is None else f"{self.decode_s * 1000:.0f} ms"
             out.append((f"last decode {ms}", False))
         if self.editing is not None:
-            out.append((f"editing {self.editing!r}: clicks refine it, Enter replaces it, Esc stops", False))
+            out.append((f"editing “{self.editing}”: clicks refine it, Enter replaces it, Esc stops", False))
         if self.message:
             out.append((self.message, True))
         return out

@@ -83,6 +83,7 @@ class EventTranslator:
         if d is None:
             return
         s = self.w._session
+        s.error = None  # a new action: the last one's message goes (its own may come instead)
         pos = self.position(ev) or d["end"]
         if d["moved"] or math.hypot(pos[0][0] - d["start"][0][0], pos[0][1] - d["start"][0][1]) >= DRAG_THRESHOLD:
             (ax, ay), (bx, by) = d["start"][1], pos[1]
@@ -102,7 +103,6 @@ class EventTranslator:
         else:
             x, y = d["start"][1]
             s._push_prompts(s.prompts.with_point(x, y, d["label"]))
-        s.error = None
 
     # ------------------------------------------------------------------ keys
     def key(self, ev: dict) -> None:
