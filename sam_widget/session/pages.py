@@ -163,15 +163,51 @@ class MaskBudget:
             self._preds.pop(id(pred), None)
             self._preds[id(pred)] = pred
             total = sum(p.cached_mask_bytes for p in self._preds.values())
+            dropped = False
             while total > self.max_bytes and len(self._preds) > 1:
                 _, old = self._preds.popitem(last=False)
                 total -= old.cached_mask_bytes
                 old.drop_masks()
+                dropped = True
             for key in [k for k, p in self._preds.items() if p.cached_mask_bytes == 0 and p is not pred]:
                 del self._preds[key]
+        if dropped:
+            _release_freed_memory()
 
     @property
     def nbytes(self) -> int:
         """Bytes of full-size masks held by the predictions it tracks."""
         with self._lock:
             return sum(p.cached_mask_bytes for p in self._preds.values())
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Full-size masks are megabytes each; glibc serves such sizes from its heaps once its
+    adaptive mmap threshold has grown, and a freed mask's pages then stay in the process
+    (RSS grew ~7 MB per click+clear round on a 12-megapixel image although no mask was
+    kept). Trimming after dropping masks returns them.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list = []
+
+
+def _malloc_trim():
+    if not _TRIM:
+        fn = None
+        try:
+            import ctypes
+            import sys
+
+            if sys.platform.startswith("linux"):
+                fn = ctypes.CDLL("libc.so.6").malloc_trim
+                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError):
+            fn = None
+        _TRIM.append(fn)
+    return _TRIM[0]
