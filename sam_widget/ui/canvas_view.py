@@ -10,11 +10,13 @@ explicit canvas switch (after a page reload the front end's idea of it is stale)
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
 from typing import Callable
 
 import ipycanvas
 import numpy as np
+from PIL import Image
 from ipycanvas import MultiCanvas, hold_canvas
 from ipycanvas.canvas import COMMANDS
 
@@ -69,7 +71,9 @@ class CanvasView:
             c.fill_rect(0, 0, w, h)
             return
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-        c.put_image_data(rgba, *self.offset)
+        buf = io.BytesIO()  # PNG level 1: ~5x faster than ipycanvas' default level, ~15 % larger
+        Image.fromarray(rgba).save(buf, "PNG", compress_level=1)
+        c._canvas_manager.send_draw_command(c, COMMANDS["putImageData"], list(self.offset), [buf.getvalue()])
 
     def clear_layers(self) -> None:
         """Blank the object, current-mask and prompt layers (another image is shown)."""
