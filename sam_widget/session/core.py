@@ -17,9 +17,7 @@ Coordinates are image pixels: points ``(x, y)`` = (column, row), boxes XYXY; mas
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -31,13 +29,12 @@ from ..viewport import Viewport, fit_size
 from .engine_link import EngineLink
 from .images import ImageSet, resolve_images
 from .inputs import as_object_mask, masks_from_label_image
+from .background import Background
+from .notify import Notifier
 from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Results, StoredAnswer
 from .status import SessionStatus
-from .worker import Prefetcher, Worker
 
 __all__ = ["Session", "SessionListener", "Preview"]
-
-log = logging.getLogger(__name__)
 
 
 class SessionListener(Protocol):
@@ -112,24 +109,17 @@ class Session:
         self._index = 0
         self.refine = bool(refine)
         self.prefetch = bool(prefetch)
-        self.lock = threading.RLock()
         self.error: str | None = None
         self.model_error: BaseException | None = None
         self._model_ready = threading.Event()
-        self._listeners: list[SessionListener] = []
-        self._callbacks: list[Callable[["Session"], None]] = []
-        self._published: tuple[int, Any, Any] = (0, self._page(0).history.current.objects, None)
-        self.revision = 0
         self.preview: Preview | None = None
         self._preview_wanted: tuple[int, tuple[int, int]] | None = None
-        self._awaited: dict[int, tuple[Page, PredictionSlot]] = {}
         self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
         self._closed = False
         self._enter(0)
-        self._worker = Worker(self)
-        self._prefetcher = Prefetcher(self)
-        self._worker.start()
-        self._prefetcher.start()
+        self._notifier = Notifier(self)
+        self._background = Background(self)
+        self._background.start()
 
     def _choose_canvas(self, display_size: int) -> tuple[int, int]:
         """Canvas size: the image's display size; for a set, the first image's shape scaled to
@@ -200,8 +190,8 @@ class Session:
                 self._index = i
                 self._enter(i)
             self.error = None
-            self._worker.request()
-            self._notify()
+            self._background.worker.request()
+            self._notifier.changed()
         return self
 
     def next(self) -> bool:
@@ -470,22 +460,26 @@ class Session:
     def on_change(self, callback: Callable[["Session"], None], remove: bool = False) -> None:
         """Call ``callback(session)`` after every change of the mask, the objects or the image
         (:attr:`revision` goes up by one). Callbacks may run on the worker thread."""
-        if not callable(callback):
-            raise TypeError("callback must be callable.")
-        if remove:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-        elif callback not in self._callbacks:
-            self._callbacks.append(callback)
+        self._notifier.on_change(callback, remove)
 
     def subscribe(self, listener: SessionListener) -> None:
         """Follow this session (a view): see :class:`SessionListener`."""
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        if listener not in self._notifier.listeners:
+            self._notifier.listeners.append(listener)
 
     def unsubscribe(self, listener: SessionListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        if listener in self._notifier.listeners:
+            self._notifier.listeners.remove(listener)
+
+    @property
+    def revision(self) -> int:
+        """+1 after every change of the mask, the objects or the image shown."""
+        return self._notifier.revision
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while views are told about a change (a view drawing under it draws the newest state)."""
+        return self._notifier.lock
 
     @property
     def status(self) -> SessionStatus:
@@ -508,22 +502,21 @@ class Session:
     def wait_idle(self, timeout: float | None = 60.0) -> "Session":
         """Block until every pending prompt has been answered and drawn (tests, scripts)."""
         self.wait_ready(timeout)
-        if not self._worker.idle.wait(timeout):
+        if not self._background.worker.idle.wait(timeout):
             raise TimeoutError(f"the session was still busy after {timeout} s.")
         return self
 
     def wait_prefetch(self, timeout: float | None = 60.0) -> "Session":
         """Block until the background encoding of the neighbouring images is done (tests, benchmarks)."""
         self.wait_idle(timeout)
-        if not self._prefetcher.idle.wait(timeout):
+        if not self._background.prefetcher.idle.wait(timeout):
             raise TimeoutError(f"prefetching was still running after {timeout} s.")
         return self
 
     def close(self) -> None:
         """Stop the background threads. Later prompts raise ``RuntimeError``."""
         self._closed = True
-        self._worker.stop()
-        self._prefetcher.stop()
+        self._background.stop()
 
     @property
     def closed(self) -> bool:
@@ -535,12 +528,12 @@ class Session:
         if self._closed or not self.ready.is_set() or not self.prompts.is_empty:
             return
         self._preview_wanted = (self._index, point)
-        self._worker.request_preview(point)
+        self._background.worker.request_preview(point)
 
     def stop_preview(self) -> None:
         """Forget the hover preview (the pointer left, a click started, hover was turned off)."""
         if self._stop_preview():
-            self._notify()
+            self._notifier.changed()
 
     def _stop_preview(self) -> bool:
         with self.lock:
@@ -577,212 +570,16 @@ class Session:
         """Show what can be shown now; wake the worker for what needs the engine."""
         snap = self.current
         if snap.slot is not None and not snap.slot.done:
-            self._worker.request()
-        self._notify()
+            self._background.worker.request()
+        self._notifier.changed()
 
     def _answer(self) -> "Session":
-        slot = self.current.slot
-        if slot is not None:
-            self._wait_slot(slot)
-            # The worker draws the answer and notifies observers just after filling the slot:
-            # wait for that too, so ``revision`` and callbacks are current on return.
-            if threading.current_thread() is not self._worker:
-                self._worker.idle.wait()
+        """Wait until the current prompts are answered and the views told (see Background.answer)."""
+        self._background.answer(self.current.slot)
         return self
 
     def _wait_slot(self, slot: PredictionSlot) -> None:
-        if not slot.done:
-            self.wait_ready()
-            if self._worker.stopped:
-                raise RuntimeError("this SamWidget was closed before the mask was computed.")
-            if threading.current_thread() is self._worker:
-                # e.g. an on_change callback (run on the worker) calls add_point: answer inline.
-                self._compute_current()
-                if not slot.done:
-                    raise RuntimeError("this state was replaced while its mask was being computed.")
-            else:
-                self._awaited[id(slot)] = (self._page(self._index), slot)
-                self._worker.request()
-                slot.wait()
-                self._awaited.pop(id(slot), None)
-        if slot.error is not None:
-            raise RuntimeError(f"the prediction failed: {slot.error}")
-
-    def _notify(self) -> None:
-        """Tell the views (under the lock: the last one to draw draws the newest state), then,
-        if the mask / objects / image changed, the on_change callbacks (outside the lock)."""
-        with self.lock:
-            bumped = self._publish()
-            for listener in list(self._listeners):
-                listener.changed(self)
-        if bumped:
-            for cb in list(self._callbacks):
-                try:
-                    cb(self)
-                except Exception as exc:  # noqa: BLE001 - a user's callback must not break the session
-                    log.exception("on_change callback failed")
-                    self.error = f"on_change callback failed: {exc}"
-                    self._notify_status()
-
-    def _publish(self) -> bool:
-        snap = self.current
-        if snap.prediction is not None:
-            mask_key = (snap.slot, selected_of(snap))
-        elif snap.slot is None:
-            mask_key = None
-        else:  # still being computed: the mask has not changed yet
-            mask_key = self._published[2]
-        index, objects, old_mask = self._published
-        changed = index != self._index or objects is not snap.objects or mask_key != old_mask
-        self._published = (self._index, snap.objects, mask_key)
-        if changed:
-            self.revision += 1
-        return changed
-
-    def _notify_status(self) -> None:
-        for listener in list(self._listeners):
-            listener.status(self)
-
-    # ================================================================== worker side
-    def _load_model(self) -> None:
-        """Load the model if needed (worker thread), then encode the current image."""
-        page = self._page(self._index)
-        page.encode_started = time.perf_counter()
-        self._start_ticker()
-        self._engine.load()
-        self._model_ready.set()
-        self._compute_current()
-
-    def _model_failed(self, exc: BaseException) -> None:
-        self.model_error = exc
-        self._model_ready.set()
-        for page in self._pages:
-            if page is not None:
-                page.ready.set()
-        self._notify_status()
-
-    def _start_ticker(self) -> None:
-        def tick() -> None:
-            while not self.ready.wait(1.0) and not self._closed:
-                self._notify_status()
-
-        threading.Thread(target=tick, name="SamWidget-status", daemon=True).start()
-
-    def _ensure_encoded(self, page: Page) -> None:
-        """Make the page's image the segmenter's (encoding it unless cached)."""
-        if page.error is not None:
-            return
-        seg = self._engine.segmenter
-        if page.ready.is_set() and seg.image is not None and seg.image is page.seg_image:
-            return
-        first = not page.ready.is_set()
-        if first and page.encode_started is None:  # (the first image's clock started with the model load)
-            page.encode_started = time.perf_counter()
-            self._notify_status()
-            self._start_ticker()
-        try:
-            rgb = self.images.load(page.index)
-            calls = seg.stats.get("encoder_calls", 0)
-            self._engine.set_image(page, rgb)
-            if first:
-                page.encode_s = seg.stats.get("last_encode_s") if seg.stats.get("encoder_calls", 0) != calls else None
-        except ImageError as exc:
-            page.error = str(exc)
-        page.ready.set()
-        if first:
-            self._notify_status()
-
-    def _compute_current(self) -> None:
-        """Encode the current image if needed, answer its newest prompts, then tell the views."""
-        page = self._page(self._index)
-        self._ensure_encoded(page)
-        snap = page.history.current
-        if page.error is None and snap.slot is not None and not snap.slot.done:
-            self._answer_slot(page, snap.slot)
-        for other, slot in list(self._awaited.values()):  # Python callers waiting on another image
-            if not slot.done and other is not page and other.error is None:
-                self._answer_slot(other, slot)
-        # Draw whatever is current now: it may be a newer state with the same answered slot
-        # (an object renamed meanwhile); if its slot is still unanswered, go again.
-        self._notify()
-        cur = self.current.slot
-        if cur is not None and not cur.done:
-            self._worker.request()
-        self._schedule_prefetch()
-
-    def _answer_slot(self, page: Page, slot: PredictionSlot) -> None:
-        mask_input, multimask = self._prediction_request(slot)
-        try:
-            rgb = self.images.load(page.index)
-            pred = self._engine.predict(page, rgb, **slot.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, raised to API callers
-            slot.fail(str(exc))
-            self.error = f"prediction failed: {exc}"
-        else:
-            slot.fill(pred, mask_input, multimask)
-            self._budget.touch(pred)
-            self.stats["predictions"] += 1
-
-    def _prediction_request(self, slot: PredictionSlot) -> tuple[np.ndarray | None, bool]:
-        """``(mask_input, multimask)`` for a slot: refine from the nearest answered earlier step."""
-        if not self.refine:
-            return None, True
-        base = slot.base
-        while base is not None and base[0].prediction is None:
-            base = base[0].base
-        if base is None:
-            return None, True
-        bslot, bsel = base
-        pred = bslot.prediction
-        sel = bsel if bsel is not None else pred.best
-        if pred.logits is None:  # an object brought in as a mask: logits from the mask
-            pred.logits = self._engine.mask_input(pred.object.mask)
-        return pred.logits[sel : sel + 1], False
-
-    def _compute_preview(self, point: tuple[int, int]) -> None:
-        """Mask under the pointer, kept only while there are no prompts (worker thread)."""
-        want = self._preview_wanted
-        if want is None or want[0] != self._index or not self.prompts.is_empty:
-            return
-        page = self._page(self._index)
-        self._ensure_encoded(page)
-        if page.error is not None:
-            return
-        pred = self._engine.predict(page, self.image, points=[point], labels=[1], multimask=True)
-        self.stats["previews"] += 1
-        disp = pred.mask_at_size(pred.best, self.viewport.display_hw)
-        # Kept even if the pointer has moved on: the newest position is queued and comes
-        # next (coalesced), and a moving pointer should see masks follow it, not nothing.
-        with self.lock:
-            want = self._preview_wanted
-            if want is None or want[0] != self._index or not self.prompts.is_empty:
-                return
-            self.preview = Preview(self._index, point, disp)
-        self._notify()
-
-    def _schedule_prefetch(self) -> None:
-        if not self.prefetch or self._closed or self.model_error is not None:
-            return
-        i = self._index
-        wanted = [k for k in (i + 1, i - 1) if 0 <= k < len(self.images)]
-        wanted = [k for k in wanted if self._pages[k] is None or not (self._pages[k].ready.is_set() or self._pages[k].prefetched)]
-        self._prefetcher.request(wanted)
-
-    def _prefetch(self, index: int) -> None:
-        """Read image ``index`` and compute its embedding into the cache (prefetch thread)."""
-        if self._closed or abs(index - self._index) > 1:
-            return
-        page = self._page(index)
-        if page.ready.is_set() or page.prefetched:
-            return
-        try:
-            rgb = self.images.load(index)
-        except ImageError as exc:
-            page.error = str(exc)
-            page.ready.set()
-            return
-        self._engine.prefetch(rgb)
-        page.prefetched = True
+        self._background.wait(slot)
 
     # ================================================================== display (for views)
     def display_mask(self) -> np.ndarray | None:

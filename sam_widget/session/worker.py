@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .core import Session
+    from .background import Background
 
 __all__ = ["Worker", "Prefetcher"]
 
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 class Worker(threading.Thread):
     """Loads + encodes, then answers the newest state and hover previews, latest wins."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, owner: "Background") -> None:
         super().__init__(name="SamWidget-worker", daemon=True)
-        self.session = session
+        self.owner = owner
         self._cv = threading.Condition()
         self._wanted = False
         self._preview: tuple[int, int] | None = None
@@ -58,11 +58,11 @@ class Worker(threading.Thread):
         return self._stopped
 
     def run(self) -> None:
-        s = self.session
+        s = self.owner
         try:
-            s._load_model()
+            s.load_model()
         except BaseException as exc:  # noqa: BLE001 - reported through wait_ready and the status line
-            s._model_failed(exc)
+            s.model_failed(exc)
             self.idle.set()
             return
         while True:
@@ -79,9 +79,9 @@ class Worker(threading.Thread):
                     job, self._preview = self._preview, None
             try:
                 if job is None:
-                    s._compute_current()
+                    s.compute_current()
                 else:
-                    s._compute_preview(job)
+                    s.compute_preview(job)
             except Exception:  # noqa: BLE001 - keep serving; the status line shows it
                 log.exception("session worker job failed")
 
@@ -89,9 +89,9 @@ class Worker(threading.Thread):
 class Prefetcher(threading.Thread):
     """Computes the embeddings of the images the session asks for, newest request first."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, owner: "Background") -> None:
         super().__init__(name="SamWidget-prefetch", daemon=True)
-        self.session = session
+        self.owner = owner
         self._cv = threading.Condition()
         self._wanted: list[int] = []
         self._stopped = False
@@ -113,7 +113,7 @@ class Prefetcher(threading.Thread):
             self._cv.notify()
 
     def run(self) -> None:
-        s = self.session
+        s = self.owner
         while True:
             with self._cv:
                 while not (self._wanted or self._stopped):
@@ -124,6 +124,6 @@ class Prefetcher(threading.Thread):
                     return
                 index = self._wanted.pop(0)
             try:
-                s._prefetch(index)
+                s.prefetch(index)
             except Exception:  # noqa: BLE001 - an unreadable neighbour shows its error when visited
                 log.debug("prefetch of image %d failed", index, exc_info=True)
