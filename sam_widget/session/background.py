@@ -84,9 +84,8 @@ class Background:
         s = self.s
         s.model_error = exc
         s._model_ready.set()
-        for page in s._pages:
-            if page is not None:
-                page.ready.set()
+        for page in s._pages.existing():
+            page.ready.set()
         s._notifier.status()
 
     def _start_ticker(self) -> None:
@@ -204,7 +203,7 @@ class Background:
             return
         i = s.index
         wanted = [k for k in (i + 1, i - 1) if 0 <= k < len(s.images)]
-        self.prefetcher.request([k for k in wanted if not _encoded(s._pages[k])])
+        self.prefetcher.request([k for k in wanted if not _encoded(s._pages.get(k))])
 
     def prefetch(self, index: int) -> None:
         """Read image ``index`` and compute its embedding into the engine's cache."""

@@ -25,13 +25,13 @@ import numpy as np
 
 from ..images import ImageError, to_rgb_uint8
 from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
-from ..viewport import Viewport, fit_size
+from ..viewport import Viewport
 from .engine_link import EngineLink
 from .images import ImageSet, resolve_images
 from .inputs import as_object_mask, masks_from_label_image
 from .background import Background
 from .notify import Notifier
-from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Results, StoredAnswer
+from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Pages, Results, StoredAnswer
 from .status import SessionStatus
 
 __all__ = ["Session", "SessionListener", "Preview"]
@@ -100,13 +100,9 @@ class Session:
         if self.single:
             sources = [to_rgb_uint8(sources[0])]  # a bad single image raises here, as always
         self.images = ImageSet(sources)
-        self._display_size = display_size
-        self._canvas_hw = self._choose_canvas(display_size)
+        self._pages = Pages(self.images, self.single, display_size, history_limit, keep_neighbours=bool(prefetch))
         self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir)
         self._budget = MaskBudget(mask_cache_bytes)
-        self._pages: list[Page | None] = [None] * len(self.images)
-        self._history_limit = int(history_limit)
-        self._index = 0
         self.refine = bool(refine)
         self.prefetch = bool(prefetch)
         self.error: str | None = None
@@ -116,65 +112,40 @@ class Session:
         self._preview_wanted: tuple[int, tuple[int, int]] | None = None
         self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
         self._closed = False
-        self._enter(0)
+        self._pages.enter(0)
         self._notifier = Notifier(self)
         self._background = Background(self)
         self._background.start()
-
-    def _choose_canvas(self, display_size: int) -> tuple[int, int]:
-        """Canvas size: the image's display size; for a set, the first image's shape scaled to
-        ``display_size`` (others are fitted into it, centred)."""
-        if self.single:
-            return fit_size(self.images.size(0), display_size)
-        fit_size((1, 1), display_size)  # checks display_size
-        for i in range(min(len(self.images), 10)):
-            try:
-                H, W = self.images.size(i)
-            except ImageError:
-                continue
-            s = display_size / max(H, W)
-            return max(1, round(H * s)), max(1, round(W * s))
-        return round(display_size * 3 / 4), display_size
 
     # ================================================================== images
     @property
     def index(self) -> int:
         """Position of the current image in :attr:`images` (0-based)."""
-        return self._index
+        return self._pages.index
 
     @property
     def image(self) -> np.ndarray:
         """The current image as ``H x W x 3`` uint8 RGB (read-only); ``ImageError`` if unreadable."""
-        return self.images.load(self._index)
+        return self.images.load(self._pages.index)
 
     @property
     def name(self) -> str:
         """The current image's name (file name, or "image N")."""
-        return self.images.names[self._index]
+        return self.images.names[self._pages.index]
 
     @property
     def canvas_hw(self) -> tuple[int, int]:
         """``(h, w)`` of the canvas a view shows the images on."""
-        return self._canvas_hw
+        return self._pages.canvas_hw
 
     @property
     def viewport(self) -> Viewport:
         """Where the current image sits on the canvas (coordinate mapping)."""
-        page = self._page(self._index)
-        if page.error is not None:
-            return Viewport(self._canvas_hw, self._canvas_hw)
-        hw = self.image.shape[:2]
-        disp = fit_size(hw, self._display_size)
-        if disp[0] > self._canvas_hw[0] or disp[1] > self._canvas_hw[1]:
-            disp = fit_size(hw, self._canvas_hw)
-        return Viewport(hw, disp, self._canvas_hw)
+        return self._pages.viewport()
 
     def image_size(self, index: int) -> tuple[int, int]:
         """``(H, W)`` of image ``index``; ``(0, 0)`` if it cannot be read."""
-        try:
-            return self.images.size(index)
-        except ImageError:
-            return (0, 0)
+        return self._pages.image_size(index)
 
     def goto(self, index: int) -> "Session":
         """Show image ``index`` (0-based). ``IndexError`` / ``TypeError`` for a bad index.
@@ -184,11 +155,10 @@ class Session:
         """
         i = self.images._check(index)
         self._check_open()
-        if i != self._index:
+        if i != self.index:
             self._stop_preview()
             with self.lock:
-                self._index = i
-                self._enter(i)
+                self._pages.enter(i)
             self.error = None
             self._background.worker.request()
             self._notifier.changed()
@@ -196,41 +166,24 @@ class Session:
 
     def next(self) -> bool:
         """Go to the next image; False (and nothing changes) on the last one."""
-        if self._index + 1 >= len(self.images):
+        if self.index + 1 >= len(self.images):
             return False
-        self.goto(self._index + 1)
+        self.goto(self.index + 1)
         return True
 
     def prev(self) -> bool:
         """Go to the previous image; False (and nothing changes) on the first one."""
-        if self._index == 0:
+        if self.index == 0:
             return False
-        self.goto(self._index - 1)
+        self.goto(self.index - 1)
         return True
 
-    def _enter(self, i: int) -> None:
-        """Make image ``i`` current: keep it and its neighbours in memory, read it now."""
-        self.images.keep({i - 1, i, i + 1} if self.prefetch else {i})
-        page = self._page(i)
-        try:
-            self.images.load(i)
-        except ImageError as exc:
-            page.error = str(exc)
-            page.ready.set()
-        else:
-            if page.error is not None:  # it was unreadable before and can be read now
-                page.error = None
-                page.ready.clear()
-
     def _page(self, i: int) -> Page:
-        page = self._pages[i]
-        if page is None:
-            page = self._pages[i] = Page(i, self._history_limit)
-        return page
+        return self._pages.page(i)
 
     def objects_of(self, index: int) -> tuple[ObjectRecord, ...]:
         """The committed objects of image ``index``."""
-        page = self._pages[self.images._check(index)]
+        page = self._pages.get(self.images._check(index))
         return page.history.current.objects if page is not None else ()
 
     @property
@@ -242,7 +195,7 @@ class Session:
     @property
     def history(self) -> History:
         """The current image's undo history."""
-        return self._page(self._index).history
+        return self._page(self.index).history
 
     @property
     def current(self) -> Snapshot:
@@ -294,11 +247,11 @@ class Session:
 
     @property
     def masks(self) -> np.ndarray:
-        return self.results[self._index].masks
+        return self.results[self.index].masks
 
     @property
     def labels(self) -> np.ndarray:
-        return self.results[self._index].labels
+        return self.results[self.index].labels
 
     @property
     def segmenter(self) -> Any | None:
@@ -310,7 +263,7 @@ class Session:
         """Set once the model is loaded and the current image encoded (or either failed)."""
         if self.model_error is not None:
             return self._model_ready
-        return self._page(self._index).ready
+        return self._page(self.index).ready
 
     @property
     def mask_budget(self) -> MaskBudget:
@@ -494,7 +447,7 @@ class Session:
             raise TimeoutError(f"the image embedding was not ready within {timeout} s.")
         if self.model_error is not None:
             raise RuntimeError(f"SamWidget could not get ready: {self.model_error}") from self.model_error
-        error = self._page(self._index).error
+        error = self._page(self.index).error
         if error is not None:
             raise ImageError(error)
         return self
@@ -527,7 +480,7 @@ class Session:
         """Compute the mask under image pixel ``point`` (shown while there are no prompts)."""
         if self._closed or not self.ready.is_set() or not self.prompts.is_empty:
             return
-        self._preview_wanted = (self._index, point)
+        self._preview_wanted = (self.index, point)
         self._background.worker.request_preview(point)
 
     def stop_preview(self) -> None:
@@ -548,7 +501,7 @@ class Session:
             raise RuntimeError("this SamWidget was closed; create a new one.")
 
     def _check_image(self) -> None:
-        error = self._page(self._index).error
+        error = self._page(self.index).error
         if error is not None:
             raise ImageError(error)
 

@@ -1,7 +1,8 @@
 """Per-image state of a session, what it hands out per image, and the bound on full-size masks.
 
 * :class:`Page` -- one image's undo history and readiness (no pixels: those are in the
-  :class:`~sam_widget.session.images.ImageSet`).
+  :class:`~sam_widget.session.images.ImageSet`); :class:`Pages` -- all of them, which one is
+  current, and where each image sits on the canvas.
 * :class:`ImageResult` / :class:`Results` -- ``session.results[i]``: the objects of image
   ``i`` with their masks and label image.
 * :class:`StoredAnswer` -- a committed object's mask standing in for a prediction while the
@@ -21,13 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..images import ImageError
 from ..render import resize_mask
 from ..state import History, ObjectRecord
+from ..viewport import Viewport, fit_size
+from .images import ImageSet
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Session
 
-__all__ = ["Page", "ImageResult", "Results", "StoredAnswer", "MaskBudget", "DEFAULT_MASK_BUDGET"]
+__all__ = ["Page", "Pages", "ImageResult", "Results", "StoredAnswer", "MaskBudget", "DEFAULT_MASK_BUDGET"]
 
 DEFAULT_MASK_BUDGET = 64 * 1024 * 1024
 """Bytes of full-size candidate masks a session keeps cached (about five 12-megapixel masks)."""
@@ -51,6 +55,83 @@ class Page:
         self.encode_started: float | None = None
         self.encode_s: float | None = None  # None: the embedding came from a cache / prefetch
         self.prefetched = False  # its embedding was computed in the background
+
+
+class Pages:
+    """One :class:`Page` per image (made when first needed), the current index, and the canvas.
+
+    The canvas is the single image's display size; for a set, the first image's shape scaled
+    to ``display_size`` -- every image is fitted into it, centred, never enlarged.
+    ``keep_neighbours``: keep the previous and next images' pixels in memory too.
+    """
+
+    def __init__(self, images: ImageSet, single: bool, display_size: int, history_limit: int, keep_neighbours: bool) -> None:
+        self.images = images
+        self.display_size = display_size
+        self.canvas_hw = self._choose_canvas(single, display_size)
+        self.history_limit = int(history_limit)
+        self.keep_neighbours = keep_neighbours
+        self._pages: list[Page | None] = [None] * len(images)
+        self.index = 0
+
+    def _choose_canvas(self, single: bool, display_size: int) -> tuple[int, int]:
+        if single:
+            return fit_size(self.images.size(0), display_size)
+        fit_size((1, 1), display_size)  # checks display_size
+        for i in range(min(len(self.images), 10)):
+            try:
+                H, W = self.images.size(i)
+            except ImageError:
+                continue
+            s = display_size / max(H, W)
+            return max(1, round(H * s)), max(1, round(W * s))
+        return round(display_size * 3 / 4), display_size
+
+    def page(self, i: int) -> Page:
+        page = self._pages[i]
+        if page is None:
+            page = self._pages[i] = Page(i, self.history_limit)
+        return page
+
+    def get(self, i: int) -> Page | None:
+        """Page ``i`` if it was ever needed, else None."""
+        return self._pages[i]
+
+    def existing(self) -> list[Page]:
+        return [p for p in self._pages if p is not None]
+
+    def enter(self, i: int) -> None:
+        """Make image ``i`` current: keep it (and its neighbours) in memory, read it now."""
+        self.index = i
+        self.images.keep({i - 1, i, i + 1} if self.keep_neighbours else {i})
+        page = self.page(i)
+        try:
+            self.images.load(i)
+        except ImageError as exc:
+            page.error = str(exc)
+            page.ready.set()
+        else:
+            if page.error is not None:  # it was unreadable before and can be read now
+                page.error = None
+                page.ready.clear()
+
+    def viewport(self) -> Viewport:
+        """Where the current image sits on the canvas."""
+        page = self.page(self.index)
+        if page.error is not None:
+            return Viewport(self.canvas_hw, self.canvas_hw)
+        hw = self.images.load(self.index).shape[:2]
+        disp = fit_size(hw, self.display_size)
+        if disp[0] > self.canvas_hw[0] or disp[1] > self.canvas_hw[1]:
+            disp = fit_size(hw, self.canvas_hw)
+        return Viewport(hw, disp, self.canvas_hw)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of image ``index``; ``(0, 0)`` if it cannot be read."""
+        try:
+            return self.images.size(index)
+        except ImageError:
+            return (0, 0)
 
 
 @dataclass(frozen=True)
