@@ -513,3 +513,14 @@ def test_full_size_masks_in_the_history_stay_under_the_budget(sessions, tiny_sam
     s.redo()
     ref = reference(tiny_sam, image)
     assert np.array_equal(s.mask, ref.predict(**s.prompts.as_arrays(), multimask=True).masks[s.selected])
+
+
+def test_a_single_image_file_keeps_its_path_and_name(sessions, tiny_sam, tmp_path):
+    path = write_png(tmp_path / "cells.png", A)
+    s = sessions(path, segmenter=Segmenter(tiny_sam))
+    assert s.single and s.images.names == ["cells.png"] and s.images.path(0) == path and s.name == "cells.png"
+    assert np.array_equal(s.image, A) and s.images.in_memory == [0]
+    arr = A.copy()
+    t = sessions(arr, segmenter=Segmenter(tiny_sam))
+    arr[:] = 0  # the caller's array is copied for a single image, as always
+    assert np.array_equal(t.image, A) and t.images.path(0) is None and t.name == "image 1"

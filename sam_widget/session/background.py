@@ -65,8 +65,12 @@ class Background:
             else:
                 self._awaited[id(slot)] = (s._page(s.index), slot)
                 self.worker.request()
-                slot.wait()
-                self._awaited.pop(id(slot), None)
+                try:
+                    while not slot.wait(0.5):
+                        if self.worker.stopped:  # closed meanwhile: nobody will answer
+                            raise RuntimeError("this SamWidget was closed before the mask was computed.")
+                finally:
+                    self._awaited.pop(id(slot), None)
         if slot.error is not None:
             raise RuntimeError(f"the prediction failed: {slot.error}")
 

@@ -17,6 +17,7 @@ Coordinates are image pixels: points ``(x, y)`` = (column, row), boxes XYXY; mas
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -97,9 +98,11 @@ class Session:
         history_limit: int = 500,
     ) -> None:
         sources, self.single = resolve_images(images)
-        if self.single:
-            sources = [to_rgb_uint8(sources[0])]  # a bad single image raises here, as always
-        self.images = ImageSet(sources)
+        if self.single:  # a bad single image raises here, as always; a file keeps its path and name
+            rgb = to_rgb_uint8(sources[0])
+            self.images = ImageSet(sources if isinstance(sources[0], (str, os.PathLike)) else [rgb], loaded={0: rgb})
+        else:
+            self.images = ImageSet(sources)
         self._pages = Pages(self.images, self.single, display_size, history_limit, keep_neighbours=bool(prefetch))
         self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir)
         self._budget = MaskBudget(mask_cache_bytes)

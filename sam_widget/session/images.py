@@ -76,19 +76,25 @@ def resolve_images(images: Any) -> tuple[list[Any], bool]:
 
 class ImageSet(Sequence):
     """The session's images, loaded on demand. ``images[i]`` is image ``i`` as ``H x W x 3``
-    uint8 RGB (read-only; may raise ``ImageError``); ``len(images)``; :attr:`names`.
+    uint8 RGB (read-only; may raise ``ImageError``); ``len(images)``; :attr:`names`;
+    :meth:`path` (the file, or None for an image given in memory). ``loaded``: images read
+    already, by index.
 
     Arrays and PIL images are converted when first used (the caller's objects are kept, not
     copied); files are read when first used and dropped again when the session moves on
     (:meth:`keep`).
     """
 
-    def __init__(self, sources: Iterable[Any]) -> None:
+    def __init__(self, sources: Iterable[Any], loaded: dict[int, np.ndarray] | None = None) -> None:
         self._sources = list(sources)
         self._names = [self._name_of(k, s) for k, s in enumerate(self._sources)]
         self._cache: dict[int, np.ndarray] = {}
         self._sizes: dict[int, tuple[int, int]] = {}
         self._keep: set[int] = set()
+        for k, rgb in (loaded or {}).items():  # images read already (kept until keep() says otherwise)
+            rgb.setflags(write=False)
+            self._cache[k], self._sizes[k] = rgb, rgb.shape[:2]
+            self._keep.add(k)
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
 
