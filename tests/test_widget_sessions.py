@@ -250,3 +250,23 @@ def test_masks_brought_in_are_drawn_and_can_be_edited(make_widget, comm):
 def test_bad_model_arguments_raise_in_the_widget_constructor(comm, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         SamWidget(IMGS[0], **kwargs)
+
+
+def test_a_widget_shows_a_session_made_in_a_script_and_leaves_it_open(comm, tiny_sam):
+    from sam_widget import Session
+
+    s = Session(IMGS, segmenter=Segmenter(tiny_sam, exact=True)).wait_ready(30)
+    try:
+        s.add_point(60, 50)
+        obj = s.commit("from the script")
+        s.next()
+        w = SamWidget(s)
+        assert w.session is s and w.index == 1 and w.results[0].objects == (obj,)
+        assert "2 / 3" in w._controls.nav_label.value
+        EventInjector(w).key("ArrowLeft")
+        assert s.index == 0 and np.array_equal(shown(w, comm, OBJECTS).covered, resize_mask(obj.mask, w._display_hw))
+        w.close()
+        s.add_point(100, 100)  # the session goes on without its view
+        assert not s.closed and len(s.prompts.points) == 1
+    finally:
+        s.close()

@@ -60,8 +60,9 @@ class Page:
 class Pages:
     """One :class:`Page` per image (made when first needed), the current index, and the canvas.
 
-    The canvas is the single image's display size; for a set, the first image's shape scaled
-    to ``display_size`` -- every image is fitted into it, centred, never enlarged.
+    The canvas is the single image's display size; for a set, the first image's shape with
+    the longest side of the largest of the first ten images (at most ``display_size``) --
+    every image is fitted into it, centred, never enlarged.
     ``keep_neighbours``: keep the previous and next images' pixels in memory too.
     """
 
@@ -78,14 +79,17 @@ class Pages:
         if single:
             return fit_size(self.images.size(0), display_size)
         fit_size((1, 1), display_size)  # checks display_size
-        for i in range(min(len(self.images), 10)):
+        sizes = []
+        for i in range(min(len(self.images), 10)):  # the first few images (file headers only)
             try:
-                H, W = self.images.size(i)
+                sizes.append(self.images.size(i))
             except ImageError:
                 continue
-            s = display_size / max(H, W)
-            return max(1, round(H * s)), max(1, round(W * s))
-        return round(display_size * 3 / 4), display_size
+        if not sizes:
+            return round(display_size * 3 / 4), display_size
+        (H, W), longest = sizes[0], min(display_size, max(max(hw) for hw in sizes))
+        s = longest / max(H, W)  # the first image's shape, as large as the largest of them is shown
+        return max(1, round(H * s)), max(1, round(W * s))
 
     def page(self, i: int) -> Page:
         page = self._pages[i]

@@ -89,7 +89,8 @@ class SamWidget(widgets.VBox):
         prefetch: bool = True,
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
     ) -> None:
-        if isinstance(image, Session):
+        self._owns_session = not isinstance(image, Session)
+        if not self._owns_session:
             session = image
         else:
             session = Session(
@@ -116,7 +117,7 @@ class SamWidget(widgets.VBox):
             self._events.on_dom_event(self._on_dom_event)
             self._view.canvas.on_client_ready(lambda *_: self._painter.redraw_all())
         except BaseException:
-            if not isinstance(image, Session):
+            if self._owns_session:
                 session.close()
             raise
         session.on_change(self._session_changed)
@@ -353,11 +354,14 @@ class SamWidget(widgets.VBox):
             self._callbacks.append(callback)
 
     def close(self) -> None:
-        """Stop the background threads and close the widgets."""
+        """Close the widgets and stop the background threads (of a session the widget made;
+        a session passed in stays open)."""
         session = getattr(self, "_session", None)  # None when __init__ failed (called from __del__)
         if session is not None:
             session.unsubscribe(self)
-            session.close()
+            session.on_change(self._session_changed, remove=True)
+            if getattr(self, "_owns_session", True):
+                session.close()
         super().close()
 
     # ================================================================== what the tests and tools look at
