@@ -116,6 +116,7 @@ def test_prefetch_encodes_the_next_image_before_next_and_the_first_click_needs_n
     s.next()
     s.add_point(60, 40)
     assert seg.stats["encoder_calls"] == 2  # the first click on the next image: no encoder call
+    assert "embedding prefetched" in s.status.text()
     assert seg.stats["memory_hits"] > hits
     assert s.mask.shape == (90, 130) and s.mask.any()
     s.wait_prefetch(30)

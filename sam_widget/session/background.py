@@ -223,8 +223,10 @@ class Background:
             page.error = str(exc)
             page.ready.set()
             return
-        s._engine.prefetch(rgb)
-        page.prefetched = True
+        try:
+            s._engine.prefetch(rgb)
+        finally:  # done, or failed (then the image is encoded when shown): not asked for again
+            page.prefetched = True
 
 
 def _encoded(page: Page | None) -> bool:

@@ -17,7 +17,8 @@ class SessionStatus:
     """``phase``: ``"loading"`` (the model), ``"encoding"`` (this image), ``"ready"``,
     ``"failed"`` (the model could not load) or ``"unreadable"`` (this image); ``problem``
     says why for the last two. ``message``: the last action's error (or None).
-    ``encode_s`` is None when the embedding came from a cache (or a prefetch)."""
+    ``encode_s`` is None when the embedding came from a cache (``prefetched``: computed in the
+    background while another image was shown)."""
 
     model: str
     device: str
@@ -26,6 +27,7 @@ class SessionStatus:
     elapsed_s: float
     problem: str | None
     encode_s: float | None
+    prefetched: bool
     decode_s: float | None
     message: str | None
     index: int
@@ -58,6 +60,7 @@ class SessionStatus:
             elapsed_s=elapsed,
             problem=problem,
             encode_s=page.encode_s,
+            prefetched=page.prefetched,
             decode_s=stats.get("last_decode_s"),
             message=s.error,
             index=s.index,
@@ -80,7 +83,8 @@ class SessionStatus:
         elif self.phase == "unreadable":
             out.append((f"cannot show this image: {self.problem}", True))
         else:
-            out.append((f"encode {self.encode_s:.1f} s" if self.encode_s else "embedding cached", False))
+            cached = "embedding prefetched" if self.prefetched else "embedding cached"
+            out.append((f"encode {self.encode_s:.1f} s" if self.encode_s else cached, False))
             ms = "–" if self.decode_s is None else f"{self.decode_s * 1000:.0f} ms"
             out.append((f"last decode {ms}", False))
         if self.editing is not None:
