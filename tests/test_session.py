@@ -108,17 +108,20 @@ def test_each_image_keeps_its_own_prompts_objects_and_history(sessions, tiny_sam
 
 
 def test_prefetch_encodes_the_next_image_before_next_and_the_first_click_needs_no_encoding(sessions, tiny_sam):
-    seg = Segmenter(tiny_sam)
+    seg = GatedPrefetch(tiny_sam)
+    seg.gate.set()
     s = sessions([A, B, C], segmenter=seg).wait_ready(30)
     s.wait_prefetch(30)
     assert seg.stats["encoder_calls"] == 2  # image 0, and image 1 in the background before next()
     hits = seg.stats["memory_hits"]
+    seg.gate.clear()  # hold image 2's prefetch back: only what next() + the click cost is counted
     s.next()
     s.add_point(60, 40)
     assert seg.stats["encoder_calls"] == 2  # the first click on the next image: no encoder call
     assert "embedding prefetched" in s.status.text()
     assert seg.stats["memory_hits"] > hits
     assert s.mask.shape == (90, 130) and s.mask.any()
+    seg.gate.set()
     s.wait_prefetch(30)
     assert seg.stats["encoder_calls"] == 3  # then image 2 (image 0 is still in the memory cache)
     s.prev()
