@@ -105,6 +105,7 @@ def test_each_image_keeps_its_own_prompts_objects_and_history(sessions, tiny_sam
     assert r[0].labels.shape == (120, 160) and r[1].labels.shape == (90, 130) and r[2].masks.shape == (1, 140, 100)
     assert np.array_equal(r[0].labels, a_mask.astype(np.int32)) and r[0].labels.dtype == np.int32
     assert r[-1].name == "image 3" and r[0].objects[0].color == object_color(0)
+    assert (r[0].path, r[0].next_object_id, r[1].next_object_id) == (None, 2, 2)
 
 
 def test_prefetch_encodes_the_next_image_before_next_and_the_first_click_needs_no_encoding(sessions, tiny_sam):
@@ -218,7 +219,7 @@ def test_a_folder_opens_at_once_and_holds_only_the_images_around_the_current_one
     s.wait_prefetch(30)
     assert s.index == 20 and s.images.in_memory == [19, 20, 21]
     assert len(reads) <= 23  # each image read once on the way (plus none of the other 477)
-    assert s.images.path(20).endswith("img20.png")
+    assert s.images.path(20).endswith("img20.png") and s.results[20].path == s.images.path(20)
     assert s.results[400].objects == () and s.results[400].labels.shape == (24, 32)  # from the header alone
 
 

@@ -141,12 +141,19 @@ class Pages:
 @dataclass(frozen=True)
 class ImageResult:
     """The objects of one image. ``masks``: ``(N, H, W)`` bool; ``labels``: ``(H, W)`` int32,
-    0 = background, ``i`` = object ``i`` (1-based, later objects on top)."""
+    0 = background, ``i`` = object ``i`` (1-based, later objects on top).
+
+    ``path``: the image file (None for an image given in memory); ``image_hw``: ``(H, W)``
+    (``(0, 0)`` when the file cannot be read); ``next_object_id``: the id the next object
+    will get (ids are never reused; each object's colour follows its id).
+    """
 
     index: int
     name: str
     objects: tuple[ObjectRecord, ...]
     image_hw: tuple[int, int]
+    path: str | None = None
+    next_object_id: int = 1
 
     @property
     def masks(self) -> np.ndarray:
@@ -174,7 +181,11 @@ class Results(Sequence):
     def __getitem__(self, index: int) -> ImageResult:  # type: ignore[override]
         s = self._session
         i = s.images._check(index if not isinstance(index, (int, np.integer)) or index >= 0 else len(self) + index)
-        return ImageResult(i, s.images.names[i], s.objects_of(i), s.image_size(i))
+        page = s._pages.get(i)
+        snap = page.history.current if page is not None else None
+        return ImageResult(
+            i, s.images.names[i], snap.objects if snap else (), s.image_size(i), s.images.path(i), snap.next_object_id if snap else 1
+        )
 
     def __repr__(self) -> str:
         return f"Results({len(self)} images, {sum(len(r.objects) for r in self)} objects)"
