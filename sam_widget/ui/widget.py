@@ -31,8 +31,8 @@ from ..state import ObjectRecord, Prompts
 from .canvas_view import CanvasView
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
-from .painter import CURRENT_COLOR as _CURRENT_COLOR
-from .painter import PREVIEW_COLOR as _PREVIEW_COLOR
+from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
+from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
 from .painter import Painter
 
 __all__ = ["SamWidget", "SHORTCUTS"]
