@@ -269,7 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--single", action="store_true", help="predict one mask instead of three candidates"
     )
     out.add_argument("--show", action="store_true", help="also open the figure in a window")
+    out.add_argument(
+        "--coco",
+        metavar="FILE",
+        help="also write the candidate masks as a COCO instances JSON (compressed RLE, with the "
+        "prompts and the candidate index of each mask)",
+    )
     seg.set_defaults(func=_run_segment)
+    from .io.commands import add_export_parser
+
+    add_export_parser(sub).set_defaults(func=_run_export)
+    from .batch.commands import add_batch_parser
+
+    add_batch_parser(sub, handler=_run_batch)
     return parser
 
 
@@ -288,6 +300,7 @@ class _Request:
     output: Path
     multimask: bool
     show: bool
+    coco: Path | None = None
 
 
 def _validate(args: argparse.Namespace) -> _Request:
@@ -330,6 +343,11 @@ def _validate(args: argparse.Namespace) -> _Request:
     output = Path(args.output).expanduser()
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {str(output)!r} exists and is not a directory.")
+    coco = None
+    if getattr(args, "coco", None) is not None:
+        from .io._common import check_output_file
+
+        coco = check_output_file(args.coco, "--coco")
     try:
         image = load_image(args.image_path)
     except ImageError as e:
@@ -347,6 +365,7 @@ def _validate(args: argparse.Namespace) -> _Request:
         output=output,
         multimask=not args.single,
         show=args.show,
+        coco=coco,
     )
 
 
@@ -473,10 +492,41 @@ def _run_segment(args: argparse.Namespace) -> int:
     paths = _write_outputs(req.output, masks, fig)
     for i, (score, mask) in enumerate(zip(scores, masks, strict=True)):
         print(f"mask {i}: score {score:.4f}, area {int(mask.sum())} px -> {paths[i]}")
+    if req.coco is not None:
+        from .io.commands import write_segment_coco
+
+        try:
+            write_segment_coco(req.coco, args.image_path, req.image.shape[:2], masks, scores,
+                               req.points, req.labels, req.box)
+        except OSError as e:
+            raise CLIError(f"cannot write --coco {str(req.coco)!r}: {e.strerror or e}") from None
+        print(f"COCO ({len(masks)} candidate{'s' * (len(masks) != 1)}) -> {req.coco}")
     sys.stdout.flush()
     if req.show:
         _show(req.output / "figure.png")
     return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    """``sam-widget batch ...``: 0 all done, 1 some images failed, 2 bad arguments."""
+    from .batch.commands import run_batch
+
+    try:
+        return run_batch(args)
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """``sam-widget export``: a session (or COCO) file to COCO / PNG / CSV; never loads a model."""
+    from .io.commands import run_export
+
+    try:
+        return run_export(args)
+    except (ValueError, TypeError) as e:  # FormatError is a ValueError
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot write the export: {e.strerror or e} ({e.filename or ''})") from None
 
 
 def _write_outputs(output: Path, masks: np.ndarray, fig: "Figure") -> list[Path]:
@@ -662,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
     if args.command is None:
-        return _fail("choose a command: segment (see 'sam-widget --help').")
+        return _fail("choose a command: segment, export or batch (see 'sam-widget --help').")
     try:
         return args.func(args)
     except CLIError as e:

@@ -14,15 +14,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .engine.registry import DEFAULT_MODEL, MODEL_ENV, OFFLINE_MODEL, check_model_name
+from .engine.registry import DEFAULT_MODEL, MODEL_ENV, OFFLINE_MODEL, WORKDIR_ENV, check_model_name
 from .images import load_image, sample_image_path
 
-__all__ = ["Demo", "demo_setup", "MODEL_ENV"]
+__all__ = ["Demo", "demo_setup", "prepare_workdir", "MODEL_ENV", "WORKDIR_ENV"]
 
 RANDOM_TINY = "random_tiny"
 
@@ -66,7 +71,11 @@ def _deepest_pixel(mask: np.ndarray) -> tuple[int, int]:
 
 
 def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True) -> Demo:
-    """Choose model and image for a demo (see the module docstring). Prints at most one line."""
+    """Choose model and image for a demo (see the module docstring).
+
+    With ``verbose`` it prints exactly one line: what the demo shows, or, when the official
+    checkpoint cannot be had, why not and that the offline demo opens instead.
+    """
     from .engine.checkpoints import CheckpointError
     from .engine.segmenter import Segmenter
 
@@ -75,18 +84,52 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
         from .engine.models import TINY_TEST_CONFIG, random_sam
 
         seg = Segmenter(random_sam(TINY_TEST_CONFIG, seed=0))
-        return Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
-    if name == OFFLINE_MODEL:
-        return _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
-    check_model_name(name, extra=(RANDOM_TINY,))
-    try:
-        seg = Segmenter.from_pretrained(name)
-    except CheckpointError as exc:
-        reason = str(exc).split(". ")[0]
-        if verbose:
-            print(f"No official SAM checkpoint available ({reason}); opening the offline demo (synthetic shapes + tiny_shapes model).")
-        return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had")
-    return Demo(load_image(sample_image_path()), seg, name, f"the official SAM {name} on the bundled sample photo")
+        demo = Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
+    elif name == OFFLINE_MODEL:
+        demo = _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
+    else:
+        check_model_name(name, extra=(RANDOM_TINY,))
+        try:
+            seg = Segmenter.from_pretrained(name)
+        except CheckpointError as exc:
+            if verbose:
+                print(
+                    f"No official SAM checkpoint available ({_why_unavailable(name, exc)}); "
+                    "opening the offline demo (synthetic shapes + tiny_shapes model)."
+                )
+            return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had")
+        demo = Demo(load_image(sample_image_path()), seg, name, f"the official SAM {name} on the bundled sample photo")
+    if verbose:
+        print(f"Showing {demo.description}.")
+    return demo
+
+
+def _why_unavailable(name: str, exc: Exception) -> str:
+    """A short, plain reason why ``name``'s checkpoint could not be had (no raw OS error text)."""
+    import socket
+    import urllib.error
+
+    from .engine.checkpoints import checkpoint_path
+
+    cause = exc.__cause__
+    where = checkpoint_path(name)
+    if isinstance(cause, urllib.error.HTTPError):
+        how = f"the server answered HTTP {cause.code}"
+    elif isinstance(cause, urllib.error.URLError):
+        reason = cause.reason
+        if isinstance(reason, socket.gaierror):
+            how = "no network (the download host could not be found)"
+        elif isinstance(reason, (TimeoutError, socket.timeout)):
+            how = "the download server did not answer in time"
+        else:
+            how = "the download server could not be reached"
+    elif isinstance(cause, (TimeoutError, socket.timeout)):
+        how = "the download server did not answer in time"
+    elif isinstance(cause, ConnectionError):
+        how = "the download was cut off"
+    else:  # a damaged file, an unwritable directory...: the error's own first sentence
+        return str(exc).split(". ")[0]
+    return f"{name} is not in {where.parent} and could not be downloaded: {how}"
 
 
 def _offline(seed: int, description: str) -> Demo:
@@ -95,3 +138,103 @@ def _offline(seed: int, description: str) -> Demo:
 
     image, masks = shapes_image(seed, size=(384, 512))
     return Demo(image, Segmenter.from_pretrained(OFFLINE_MODEL), OFFLINE_MODEL, description, masks)
+
+
+# ------------------------------------------------------------------ the demo's working folder
+
+_STAMP_KEY = "sam_widget_demo"  # notebook metadata: what prepare_workdir wrote
+
+
+def _cells_digest(nb: dict) -> str:
+    cells = [(c.get("cell_type"), "".join(c.get("source", ""))) for c in nb.get("cells", [])]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+
+def _clean_notebook(nb: dict) -> dict:
+    """``nb`` without outputs, execution counts or saved widget state (a fresh copy)."""
+    nb = json.loads(json.dumps(nb))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cell.get("metadata", {}).pop("execution", None)
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare_workdir(
+    workdir: str | os.PathLike[str],
+    notebooks: list[str | os.PathLike[str]],
+    *,
+    repo: str | os.PathLike[str] | None = None,
+    verbose: bool = True,
+) -> list[Path]:
+    """Put fresh copies of ``notebooks`` into ``workdir`` for a JupyterLab session; return them.
+
+    What ``scripts/demo.sh`` opens, so that JupyterLab's autosave never writes into the
+    repository and every launch starts clean: each copy has no outputs, no execution counts
+    and no saved widget state (saved widget views are what JupyterLab shows as "Error
+    displaying widget: model not found" in a new kernel). A copy from an earlier launch is
+    replaced when only its outputs changed; if its cells were edited it is kept, renamed to
+    ``<name>-edited-<YYYYmmdd-HHMMSS>.ipynb`` (one line on stderr says so). Checkpoints of the replaced
+    copies (``.ipynb_checkpoints``) are removed, and so are saved JupyterLab workspaces under
+    ``workdir/.jupyter/workspaces`` (point ``$JUPYTERLAB_WORKSPACES_DIR`` there), so no layout
+    from a previous session is restored.
+
+    Raises ``ValueError`` if ``workdir`` lies inside ``repo`` (the copies must not become
+    files of the repository) and ``FileNotFoundError`` for a missing notebook; nothing is
+    written then.
+    """
+    work = Path(workdir).expanduser().resolve()
+    sources = [Path(p) for p in notebooks]
+    for src in sources:
+        if not src.is_file():
+            raise FileNotFoundError(f"notebook {src} does not exist.")
+    if repo is not None:
+        root = Path(repo).resolve()
+        if work == root or root in work.parents:
+            raise ValueError(
+                f"the demo's working folder {work} is inside the repository {root}; choose a "
+                f"folder outside it (${WORKDIR_ENV}), so that notebooks saved there never "
+                "change the repository's files."
+            )
+    work.mkdir(parents=True, exist_ok=True)
+    workspaces = work / ".jupyter" / "workspaces"
+    workspaces.mkdir(parents=True, exist_ok=True)
+    for old in workspaces.iterdir():
+        if old.is_file():
+            old.unlink()
+    written = []
+    for src in sources:
+        fresh = _clean_notebook(json.loads(src.read_text(encoding="utf-8")))
+        fresh.setdefault("metadata", {})[_STAMP_KEY] = {"cells_sha256": _cells_digest(fresh)}
+        dest = work / src.name
+        if dest.exists():
+            try:
+                old = json.loads(dest.read_text(encoding="utf-8"))
+                wrote = old.get("metadata", {}).get(_STAMP_KEY, {}).get("cells_sha256")
+                edited = wrote != _cells_digest(old)
+            except (ValueError, AttributeError):
+                edited = True  # not a notebook we can read: keep it
+            if edited:
+                stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+                kept = dest.with_name(f"{dest.stem}-edited-{stamp}{dest.suffix}")
+                while kept.exists():
+                    n += 1
+                    kept = dest.with_name(f"{dest.stem}-edited-{stamp}-{n}{dest.suffix}")
+                os.replace(dest, kept)
+                if verbose:
+                    print(f"demo: your edited {dest.name} was kept as {kept}", file=sys.stderr)
+        _write_json_atomic(dest, fresh)
+        (work / ".ipynb_checkpoints" / f"{dest.stem}-checkpoint{dest.suffix}").unlink(missing_ok=True)
+        written.append(dest)
+    return written

@@ -1,6 +1,10 @@
 """Write notebooks/quickstart.ipynb and notebooks/teaching.ipynb (outputs empty).
 
 Run: .venv/bin/python scripts/make_notebooks.py
+
+The tracked notebooks are exactly what this script writes (tests/test_notebooks.py checks it):
+no outputs, no widget state, stable cell ids. scripts/demo.sh opens copies of them outside the
+repository, so they never collect a session's outputs.
 """
 
 from pathlib import Path
@@ -37,51 +41,65 @@ from sam_widget import SamWidget
 from sam_widget.demo import demo_setup
 
 demo = demo_setup()                      # or demo_setup("tiny_shapes") for the offline demo
-print("Showing", demo.description)
 w = SamWidget(demo.image, segmenter=demo.segmenter)
 w
 """),
     md("""
 ## The mask is a NumPy array
 
-`w.mask` is the current selection as an `(H, W)` bool array at the full image size. If you
-have not clicked yet, the next cell clicks on an object for you.
+**Click on an object above first**, then run the cells below (Shift+Enter). `w.mask` is the
+current selection as an `(H, W)` bool array at the full image size. The notebook never clicks
+for you: if you ran everything at once, the cells below say what to do and you run them
+again after clicking.
 """),
     code("""
+import os
 import numpy as np
-from sam_widget.render import bbox
 
-if not w.mask.any():                     # nothing clicked yet (e.g. run top to bottom)
+# Scripted runs only (the tests set SAM_WIDGET_AUTOCLICK=1): click where a person would.
+if os.environ.get("SAM_WIDGET_AUTOCLICK") == "1" and not w.mask.any():
     w.add_point(*demo.suggest_point())
+
 mask = w.mask
-print("mask:", mask.shape, mask.dtype)
-print("area:", int(mask.sum()), "pixels")
-print("bounding box (x0, y0, x1, y1):", bbox(mask))
+if mask.any():
+    ys, xs = np.nonzero(mask)
+    print("mask:", mask.shape, mask.dtype)
+    print("area:", int(mask.sum()), "pixels")
+    print("bounding box (x0, y0, x1, y1):", (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+else:
+    print("No mask yet: click on an object in the widget above, then run this cell again.")
 """),
     code("""
 import matplotlib.pyplot as plt
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-axes[0].imshow(w.image)
-axes[0].imshow(np.ma.masked_where(~mask, mask), alpha=0.5, cmap="autumn")
-axes[0].set_title("image + mask")
-axes[1].imshow(mask, cmap="gray")
-axes[1].set_title(f"mask: {int(mask.sum())} px")
-for ax in axes:
-    ax.axis("off")
-plt.show()
+if mask.any():
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].imshow(w.image)
+    axes[0].imshow(np.ma.masked_where(~mask, mask), alpha=0.5, cmap="autumn")
+    axes[0].set_title("image + mask")
+    axes[1].imshow(mask, cmap="gray")
+    axes[1].set_title(f"mask: {int(mask.sum())} px")
+    for ax in axes:
+        ax.axis("off")
+    plt.show()
+else:
+    print("(the figure appears here once you have clicked and run the cell above)")
 """),
     md("""
 ## Objects
 
-Press **Enter** (or *Add*) to keep the current mask as an object. `w.masks` stacks every
-object's mask, `w.labels` is a label image (0 = background, i = object i).
+Press **Enter** (or *Add*) in the widget to keep the current mask as an object. `w.masks`
+stacks every object's mask, `w.labels` is a label image (0 = background, i = object i).
 """),
     code("""
-if not w.objects:
-    w.commit("first object")
-print([(o.label, o.area) for o in w.objects])
-print("masks:", w.masks.shape, " labels:", w.labels.shape, w.labels.dtype, "max", w.labels.max())
+if os.environ.get("SAM_WIDGET_AUTOCLICK") == "1" and not w.objects:
+    w.commit("first object")             # scripted runs only; a person presses Enter
+
+if w.objects:
+    print([(o.label, o.area) for o in w.objects])
+    print("masks:", w.masks.shape, " labels:", w.labels.shape, w.labels.dtype, "max", w.labels.max())
+else:
+    print("No objects yet: press Enter (or Add) in the widget to keep the current mask, then run this cell again.")
 """),
 ]
 
@@ -96,7 +114,10 @@ widget from code (`add_point`, `add_box`), so it runs top to bottom without clic
 can click on the widget at any time.
 
 It runs **offline** with `tiny_shapes`, a small SAM trained on synthetic shapes that ships
-with sam_widget. For the official model change one line: `MODEL = "vit_b"`.
+with sam_widget, on a scene chosen for this tour: a brown rectangle with a small magenta
+shape lying inside it. The text describes what `tiny_shapes` does there, and every cell
+prints the numbers behind its figure. For the official model change one line:
+`MODEL = "vit_b"` (the clicks then land on the sample photo, and the figures differ).
 """),
     code("""
 import os
@@ -106,9 +127,18 @@ from sam_widget import SamWidget
 from sam_widget.demo import demo_setup
 
 MODEL = os.environ.get("SAM_WIDGET_MODEL", "tiny_shapes")   # "vit_b" for the official SAM
-demo = demo_setup(MODEL)
-print("Using", demo.description)
+demo = demo_setup(MODEL, seed=258)       # offline: synthetic scene 258 and its true masks
 w = SamWidget(demo.image, segmenter=demo.segmenter)
+H, W = w.image.shape[:2]
+if demo.true_masks is not None:
+    click = (445, 233)                   # on the brown rectangle, beside the magenta shape
+    inside = (445, 304)                  # on the magenta shape
+    rect = next(m for m in demo.true_masks if m[click[1], click[0]])   # visible part of the rectangle
+    shape = next(m for m in demo.true_masks if m[inside[1], inside[0]])
+else:                                    # a photo: no ground truth, generic points
+    click = demo.suggest_point()
+    inside = (min(W - 1, click[0] + W // 8), click[1])
+    rect = shape = None
 w
 """),
     md("""
@@ -117,84 +147,125 @@ w
 A single point could mean a part, an object, or a group. SAM therefore answers a single
 click with **three candidate masks**, each with its own *predicted IoU* — the model's guess
 of how good that mask is. The widget selects the best-scoring one.
+
+Here the click is on the brown rectangle. Does the magenta shape lying inside it belong to
+the object? `tiny_shapes` offers both answers: candidate 1 is the rectangle *with* the shape
+(filled), candidate 2 the rectangle *without* it (a hole where the shape lies), with almost
+the same predicted IoU. Its candidate 3 is a low-confidence guess (predicted IoU about 0.6,
+speckled): this small model learned only this one kind of ambiguity — an object with or
+without what lies on it — where the official SAM's three outputs typically are a part, an
+object and a group.
 """),
     code("""
+def overlay(ax, mask, title, color="cyan"):
+    ax.imshow(w.image)
+    ax.imshow(np.ma.masked_where(~mask, mask), alpha=0.45, cmap="winter", vmin=0, vmax=1)
+    if mask.any() and not mask.all():
+        ax.contour(mask, levels=[0.5], colors=color, linewidths=1.5)
+    for (x, y), lab in zip(w.prompts.points, w.prompts.labels):
+        ax.plot(x, y, marker="*", ms=16, color="lime" if lab else "red", mec="black")
+    if w.prompts.box is not None:
+        x0, y0, x1, y1 = w.prompts.box
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=2))
+    ax.set_title(title)
+    ax.axis("off")
+
+
 def show(pred, title):
-    fig, axes = plt.subplots(1, len(pred), figsize=(4 * len(pred), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(pred), figsize=(4.5 * len(pred), 3.8), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        ax.imshow(w.image)
-        ax.imshow(np.ma.masked_where(~pred.masks[i], pred.masks[i]), alpha=0.55, cmap="winter")
-        for (x, y), lab in zip(w.prompts.points, w.prompts.labels):
-            ax.plot(x, y, marker="*", ms=14, color="lime" if lab else "red", mec="white")
-        if w.prompts.box is not None:
-            x0, y0, x1, y1 = w.prompts.box
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="deepskyblue", lw=2))
-        ax.set_title(f"candidate {i + 1}: predicted IoU {pred.scores[i]:.3f}")
-        ax.axis("off")
+        overlay(ax, pred.masks[i], f"candidate {i + 1}: predicted IoU {pred.scores[i]:.3f}")
     fig.suptitle(title)
     plt.show()
 
-x, y = demo.suggest_point()
-w.add_point(x, y)
-show(w.candidates, f"one positive click at ({x}, {y})")
+
+w.add_point(*click)
+show(w.candidates, f"one positive click at {click}")
 print("selected candidate:", w.selected + 1)
 """),
     md("""
-If the image is synthetic we know the truth, so we can check the model's own estimate
-against the real IoU of each candidate:
+The scene is synthetic, so we know the truth: for each candidate, how much of the magenta
+shape it covers, and its real IoU with the rectangle alone and with rectangle + shape.
 """),
     code("""
 def iou(a, b):
     return (a & b).sum() / max(1, (a | b).sum())
 
-if demo.true_masks is not None:
-    truth = demo.true_masks[np.argmax([m[y, x] for m in demo.true_masks])]
+if rect is not None:
     for i, m in enumerate(w.candidates.masks):
-        print(f"candidate {i + 1}: predicted IoU {w.candidates.scores[i]:.3f}, true IoU {iou(m, truth):.3f}")
+        print(f"candidate {i + 1}: predicted IoU {w.candidates.scores[i]:.3f}, covers {m[shape].mean():4.0%} of the shape, "
+              f"true IoU {iou(m, rect):.3f} with the rectangle alone, {iou(m, rect | shape):.3f} with rectangle + shape")
+    a, b = w.candidates.masks[:2]
+    print(f"candidates 1 and 2 differ in {(a ^ b).sum()} pixels ({1 - iou(a, b):.0%} of their union)")
 else:
     print("(a photo: no ground truth here)")
 """),
     md("""
-## 2. Refining: more points and the previous mask
+## 2. Refining: a negative point
 
 Following SamPredictor's interactive recipe, every further prompt is answered with **one**
 mask, and the low-resolution logits of the mask you had selected are passed back as
-`mask_input`. A negative point (label 0) tells the model what is *not* the object.
+`mask_input`. A negative point (label 0) tells the model what is *not* the object: one on
+the magenta shape takes the shape out of the selected mask, leaving a hole.
 """),
     code("""
-H, W = w.image.shape[:2]
-outside = (min(W - 1, x + W // 4), y)
-w.add_point(*outside, label=0)
-show(w.candidates, "plus a negative point")
+before = w.mask.copy()
+w.add_point(*inside, label=0)
+after = w.mask
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+overlay(axes[0], before, "before: the selected candidate")
+overlay(axes[1], after, "after a negative point on the shape", color="orange")
+plt.show()
+print(f"{(before ^ after).sum()} pixels changed")
+if rect is not None:
+    print(f"shape covered: {before[shape].mean():.0%} before, {after[shape].mean():.0%} after; "
+          f"true IoU with the rectangle alone: {iou(before, rect):.3f} before, {iou(after, rect):.3f} after")
 """),
     md("""
-The logits behind a mask: SAM predicts a low-resolution score map (256×256 for the
-official models); the mask is where the upsampled scores are above 0.
+The logits behind a mask: SAM predicts a low-resolution score map, four times its embedding
+grid — **64×64** for `tiny_shapes` (16×16 grid), **256×256** for the official models (64×64
+grid). The mask is where the upsampled scores are above 0, so one low-resolution pixel here
+covers 8×8 image pixels.
 """),
     code("""
 logits = w.candidates.logits[0]
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
 im = axes[0].imshow(logits, cmap="RdBu_r", vmin=-abs(logits).max(), vmax=abs(logits).max())
-axes[0].set_title(f"low-res logits {logits.shape}")
+axes[0].set_title(f"low-res logits {logits.shape[0]}x{logits.shape[1]}")
 fig.colorbar(im, ax=axes[0])
 axes[1].imshow(logits > 0, cmap="gray")
 axes[1].set_title("logits > 0")
 plt.show()
+print("logits:", logits.shape, "for an image of", w.image.shape[:2])
 """),
     md("""
-## 3. A box is a strong prompt
+## 3. A click says where, a box says how far
 
-Esc (or `w.clear()`) removes the prompts; a box alone usually pins the object down.
+Esc (or `w.clear()`) removes the prompts. A click on the magenta shape is answered with the
+shape itself. Draw the rectangle's box instead (press, drag, release) and the answer is the
+whole rectangle, the shape inside it included: the box tells the model the object's extent,
+which one point cannot.
 """),
     code("""
 w.clear()
-if demo.true_masks is not None:
-    from sam_widget.render import bbox
-    x0, y0, x1, y1 = bbox(truth)
+w.add_point(*inside)
+clicked = w.mask.copy()
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+overlay(axes[0], clicked, f"a click at {inside}")
+w.clear()
+if rect is not None:
+    ys, xs = np.nonzero(rect | shape)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 else:
-    x0, y0, x1, y1 = max(0, x - 40), max(0, y - 40), min(W, x + 40), min(H, y + 40)
+    x0, y0, x1, y1 = max(0, click[0] - 60), max(0, click[1] - 60), min(W, click[0] + 60), min(H, click[1] + 60)
 w.add_box(x0, y0, x1, y1)
-show(w.candidates, f"box ({x0}, {y0}, {x1}, {y1})")
+boxed = w.mask
+overlay(axes[1], boxed, f"the box ({x0}, {y0}, {x1}, {y1})", color="yellow")
+plt.show()
+print(f"click: {clicked.sum()} px; box: {boxed.sum()} px")
+if rect is not None:
+    print(f"true IoU with the magenta shape: click {iou(clicked, shape):.3f}, box {iou(boxed, shape):.3f}; "
+          f"with rectangle + shape: click {iou(clicked, rect | shape):.3f}, box {iou(boxed, rect | shape):.3f}")
 """),
     md("""
 ## 4. Keep it, and look at the timings
@@ -211,8 +282,25 @@ print(f"mask decoder:  {st['decoder_calls']} calls, last {1000 * st['last_decode
 """),
 ]
 
-OUT.mkdir(exist_ok=True)
-for name, cells in [("quickstart", quickstart), ("teaching", teaching)]:
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, OUT / f"{name}.ipynb")
-    print("wrote", OUT / f"{name}.ipynb")
+def build() -> dict:
+    """The notebooks as nbformat objects, with stable cell ids (the same on every run)."""
+    out = {}
+    for name, cells in [("quickstart", quickstart), ("teaching", teaching)]:
+        for i, cell in enumerate(cells):
+            cell["id"] = f"{name}-{i}"
+        out[name] = new_notebook(
+            cells=cells,
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        )
+    return out
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, nb in build().items():
+        nbformat.write(nb, OUT / f"{name}.ipynb")
+        print("wrote", OUT / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()

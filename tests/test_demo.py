@@ -37,3 +37,25 @@ def test_without_network_one_line_says_so_and_the_offline_demo_opens(monkeypatch
 def test_unknown_model_names_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="unknown model"):
         demo_setup("vit_q")
+
+
+def test_no_network_reads_as_such_without_the_raw_os_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("SAM_WIDGET_HOME", str(tmp_path))
+    monkeypatch.setenv("SAM_WIDGET_CHECKPOINT_URL", "http://sam-widget-test.invalid/")  # never resolves
+    demo_setup("vit_b")
+    out, err = capsys.readouterr()
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    assert lines == [
+        f"No official SAM checkpoint available (vit_b is not in {tmp_path} and could not be downloaded: "
+        "no network (the download host could not be found)); opening the offline demo (synthetic shapes + tiny_shapes model)."
+    ]
+
+
+@pytest.mark.parametrize("model, says", [("tiny_shapes", "Showing the offline demo"), ("random_tiny", "Showing a tiny model with RANDOM weights")])
+def test_every_demo_says_what_it_shows_in_one_line(model, says, capsys):
+    demo_setup(model)
+    out, err = capsys.readouterr()
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(says)
+    demo_setup(model, verbose=False)
+    assert capsys.readouterr() == ("", "")

@@ -9,7 +9,8 @@ Environment variables
     ``$SAM_WIDGET_HOME`` (:data:`HOME_ENV`): where checkpoints (and compiled kernels) are
     cached, default ``~/.cache/sam_widget``. ``$SAM_WIDGET_CHECKPOINT_URL`` (:data:`URL_ENV`):
     a mirror serving the official files. ``$SAM_WIDGET_MODEL`` (:data:`MODEL_ENV`): the model
-    the demo notebooks use.
+    the demo notebooks use. ``$SAM_WIDGET_WORKDIR`` (:data:`WORKDIR_ENV`): where
+    ``scripts/demo.sh`` puts the notebooks it opens.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "HOME_ENV",
     "URL_ENV",
     "MODEL_ENV",
+    "WORKDIR_ENV",
     "DEFAULT_CHECKPOINT_URL",
     "CheckpointError",
     "model_names",
@@ -38,6 +40,7 @@ __all__ = [
 HOME_ENV = "SAM_WIDGET_HOME"
 URL_ENV = "SAM_WIDGET_CHECKPOINT_URL"
 MODEL_ENV = "SAM_WIDGET_MODEL"
+WORKDIR_ENV = "SAM_WIDGET_WORKDIR"  # where scripts/demo.sh puts the notebooks it opens
 DEFAULT_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 DEFAULT_MODEL = "vit_b"
 OFFLINE_MODEL = "tiny_shapes"

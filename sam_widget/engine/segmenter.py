@@ -365,6 +365,9 @@ class Segmenter:
             cached = self._memory.get(key + fp)
             if cached is not None:
                 self.stats["memory_hits"] += 1
+                if self._disk is not None and not self._disk.path_for(key, fp).exists():
+                    # deleted meanwhile (or written by another process's run): keep disk complete
+                    self._disk.put(key, fp, DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]))
             elif self._disk is not None and (entry := self._disk.get(key, fp)) is not None:
                 cached = (
                     torch.from_numpy(entry.features).to(self.device),

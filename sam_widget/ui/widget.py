@@ -29,6 +29,7 @@ from ..session import Session
 from ..session.pages import DEFAULT_MASK_BUDGET
 from ..state import ObjectRecord, Prompts
 from .canvas_view import CanvasView
+from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
@@ -115,6 +116,9 @@ class SamWidget(widgets.VBox):
                 ignore_modifier_key_events=True,
             )
             self._events.on_dom_event(self._on_dom_event)
+            # Widget messages handled on a JupyterLab subshell must not run IPython's execution
+            # hooks concurrently with the user's cell (they garble matplotlib figures): see comms.py.
+            no_execute_hooks_off_main_thread(self, self._events)
             self._view.canvas.on_client_ready(lambda *_: self._painter.redraw_all())
         except BaseException:
             if self._owns_session:

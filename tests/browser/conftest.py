@@ -180,13 +180,21 @@ def open_nb(request, lab_page, lab_server):
     return _open
 
 
+def tidy_artifacts(folder: Path, green: bool, keep_log: bool = False) -> None:
+    """After a green run: remove the server log (unless ``keep_log``), then the folder if only
+    its ``.gitignore`` is left. Screenshots a test saves on purpose (``widget.png``) stay, and
+    after a failed run everything stays."""
+    if not green or not folder.is_dir():
+        return
+    if not keep_log:
+        (folder / "jupyterlab.log").unlink(missing_ok=True)
+    if all(p.name == ".gitignore" for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Remove an empty artifacts dir (keeps the tree clean after green runs)."""
+    """Tidy the artifacts folder after a green run (see :func:`tidy_artifacts`)."""
     try:
-        if ARTIFACTS.is_dir():
-            left = [p for p in ARTIFACTS.iterdir() if p.name not in ("jupyterlab.log", ".gitignore")]
-            if not left and exitstatus == 0 and os.environ.get("SAM_BROWSER_KEEP_LOG") != "1":
-                shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        tidy_artifacts(ARTIFACTS, exitstatus == 0, os.environ.get("SAM_BROWSER_KEEP_LOG") == "1")
     except OSError:
         pass
-

@@ -264,3 +264,32 @@ def test_reload_then_rerun(open_nb):
     assert ev["shiftKey"]
     _near(ev["px"], 90, 70)
     assert wait_for_canvas_change(page, a, 90, 70, BG_RGBA) == (255, 0, 255, 255)
+
+
+def test_artifacts_folder_after_a_run_is_what_the_readme_says(tmp_path):
+    """Green run: the server log goes, and the folder with it unless a test saved a screenshot
+    on purpose; a failed run keeps everything; SAM_BROWSER_KEEP_LOG=1 keeps the log."""
+    from .conftest import tidy_artifacts
+
+    def folder(*names):
+        d = tmp_path / f"artifacts{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        for n in (".gitignore", "jupyterlab.log", *names):
+            (d / n).write_text("x")
+        return d
+
+    only_log = folder()
+    tidy_artifacts(only_log, green=True)
+    assert not only_log.exists()
+
+    with_shot = folder("widget.png")
+    tidy_artifacts(with_shot, green=True)
+    assert sorted(p.name for p in with_shot.iterdir()) == [".gitignore", "widget.png"]
+
+    failed = folder("test_x.png", "test_x.console.log")
+    tidy_artifacts(failed, green=False)
+    assert sorted(p.name for p in failed.iterdir()) == [".gitignore", "jupyterlab.log", "test_x.console.log", "test_x.png"]
+
+    kept = folder()
+    tidy_artifacts(kept, green=True, keep_log=True)
+    assert sorted(p.name for p in kept.iterdir()) == [".gitignore", "jupyterlab.log"]

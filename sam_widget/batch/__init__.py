@@ -1,0 +1,232 @@
+"""Whole datasets on Dask: precompute embeddings, segment from prompts, segment everything.
+
+::
+
+    from sam_widget import batch
+    report = batch.precompute("photos/", model="vit_b", cache_dir="emb/")      # a LocalCluster
+    report = batch.precompute("photos/*.jpg", model="vit_b", cache_dir="emb/", client=client)
+    w = SamWidget("photos/", cache_dir="emb/")      # opens every image with no encoder call
+
+``images`` is a folder, a glob pattern or a list of file paths (workers read the files
+themselves, so arrays are not accepted). Where the work runs is chosen by ``client`` /
+``scheduler`` / ``workers`` (see :mod:`sam_widget.batch.runner`). Each worker loads the model
+once. Runs are resumable: an image whose embedding (or result) is already there is skipped.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .runner import BatchReport, ImageResult, Progress, Runner, default_workers
+from .spec import ModelSpec
+from .outputs import PartStore, assemble_coco, part_key
+from .prompts import ObjectPrompt, prompts_per_image
+from .tasks import as_result, precompute_task, segment_task
+
+__all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
+
+_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"}
+
+
+def image_paths(images: Any) -> list[str]:
+    """The image files named by ``images``: a folder (its image files, sorted), a glob
+    pattern, a single file path, or a list of paths. Raises ``TypeError`` for arrays and
+    other non-paths, ``ValueError`` for an empty list, an empty folder or a glob that
+    matches nothing."""
+    if isinstance(images, (str, os.PathLike)):
+        text = os.fspath(images)
+        p = Path(text).expanduser()
+        if p.is_dir():
+            files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in _SUFFIXES)
+            if not files:
+                raise ValueError(f"the folder {text!r} holds no image files.")
+            return files
+        if p.exists():
+            return [str(p)]
+        files = sorted(f for f in _glob.glob(os.path.expanduser(text), recursive=True) if os.path.isfile(f))
+        if not files:
+            raise ValueError(f"no image file matches {text!r}.")
+        return files
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("the list of images is empty.")
+        out = []
+        for k, item in enumerate(images):
+            if not isinstance(item, (str, os.PathLike)):
+                raise TypeError(
+                    f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
+                )
+            out.append(os.fspath(item))
+        return out
+    raise TypeError(f"images must be a folder, a glob pattern or a list of file paths, not {type(images).__name__}.")
+
+
+def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict) -> ModelSpec:
+    if isinstance(model, str):
+        from ..engine.checkpoints import valid_model_types
+
+        if model not in valid_model_types():
+            raise ValueError(f"unknown model {model!r}; choose one of {valid_model_types()}.")
+    return ModelSpec(
+        model=model,
+        checkpoint=None if checkpoint is None else os.fspath(Path(os.fspath(checkpoint)).expanduser()),
+        device=device,
+        cache_dir=None if cache_dir is None else os.fspath(Path(os.fspath(cache_dir)).expanduser().resolve()),
+        segmenter_kwargs=tuple(sorted(kwargs.items())),
+    )
+
+
+def precompute(
+    images: Any,
+    model: str | Callable[[], Any] = "vit_b",
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    **segmenter_kwargs: Any,
+) -> BatchReport:
+    """Compute every image's embedding into ``cache_dir`` (the disk cache that ``Segmenter``
+    and ``SamWidget(..., cache_dir=...)`` read), skipping images already there.
+
+    Returns a :class:`BatchReport`: per image ``"computed"``, ``"cached"`` (was already there)
+    or ``"failed"`` with the reason (an unreadable file does not stop the run).
+    """
+    if cache_dir is None:
+        raise ValueError("precompute needs cache_dir=: the folder where the embeddings are kept.")
+    paths = image_paths(images)
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    Path(spec.cache_dir).mkdir(parents=True, exist_ok=True)
+    return _run("precompute", paths, precompute_task, (spec,), client, scheduler, workers, progress)
+
+
+def segment(
+    images: Any,
+    prompts: Any,
+    model: str | Callable[[], Any] = "vit_b",
+    *,
+    output: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    polygons: bool = False,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    **segmenter_kwargs: Any,
+) -> BatchReport:
+    """Masks from prompts for every image: e.g. a detection dataset's boxes (a COCO file)
+    turned into a COCO file of masks.
+
+    ``prompts``: a COCO file of boxes, or one entry per image (see
+    :mod:`sam_widget.batch.prompts`). ``output``: the COCO file to write (atomically, at the
+    end); each image's result is also kept in ``<output>.parts/`` as soon as it is done, and
+    a re-run with the same prompts and model skips those images. Without ``output`` nothing
+    is written and the result is only in ``report.coco``. ``cache_dir``: an embedding cache
+    to use (e.g. one filled by :func:`precompute`): cached images are not encoded again.
+
+    Returns a :class:`BatchReport` (``report.coco`` is the COCO dict: images in input order,
+    failed images left out; ``report.failed`` says why they failed).
+    """
+    paths = image_paths(images)
+    objects = prompts_per_image(prompts, paths)
+    if not isinstance(polygons, bool):
+        raise TypeError(f"polygons must be True or False, not {polygons!r}.")
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    store = PartStore(output)
+    keys = [part_key(p, [o.as_json() for o in objs], spec.key, polygons) for p, objs in zip(paths, objects)]
+    return _run_parts("segment", paths, list(zip(paths, objects)), keys, store, segment_task, (spec, polygons),
+                      client, scheduler, workers, progress)
+
+
+def everything(
+    images: Any,
+    model: str | Callable[[], Any] = "vit_b",
+    *,
+    output: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    polygons: bool = False,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    segmenter_kwargs: dict[str, Any] | None = None,
+    **amg_params: Any,
+) -> BatchReport:
+    """Every object of every image (``Segmenter.segment_everything`` with ``amg_params``,
+    the ``SamAutomaticMaskGenerator`` parameters), as one COCO file of proposals.
+
+    Parts, resuming and ``output`` work as for :func:`segment`; changing a parameter means
+    new results. Parameters are checked on the first image: a bad one fails every image
+    with the same message (and the command line exits 1).
+    """
+    from .everything import everything_task
+
+    paths = image_paths(images)
+    if not isinstance(polygons, bool):
+        raise TypeError(f"polygons must be True or False, not {polygons!r}.")
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {})
+    store = PartStore(output)
+    params = dict(sorted(amg_params.items()))
+    keys = [part_key(p, "everything", params, spec.key, polygons) for p in paths]
+    return _run_parts("everything", paths, paths, keys, store, everything_task, (spec, params, polygons),
+                      client, scheduler, workers, progress)
+
+
+def _run_parts(kind: str, paths: list[str], items: list[Any], keys: list[str], store: PartStore,
+               task: Callable[..., Any], args: tuple, client: Any, scheduler: Any, workers: Any,
+               progress: bool) -> BatchReport:
+    """Run ``task`` for the items whose part is missing, store each part as it arrives,
+    then assemble the COCO file from every part (in input order)."""
+    t0 = time.perf_counter()
+    results: list[ImageResult | None] = [None] * len(paths)
+    parts: list[dict | None] = [None] * len(paths)
+    todo = []
+    for i, key in enumerate(keys):
+        parts[i] = store.get(key)
+        if parts[i] is not None:
+            results[i] = ImageResult(paths[i], "skipped", data=parts[i])
+        else:
+            todo.append(i)
+    bar = Progress(len(todo), kind, enabled=progress)
+    try:
+        if todo:
+            with Runner(client=client, scheduler=scheduler, workers=workers) as runner:
+                for j, value in runner.map(task, [items[i] for i in todo], *args):
+                    i = todo[j]
+                    res = results[i] = as_result(paths[i], value)
+                    if res.ok:
+                        store.put(keys[i], res.data)
+                        parts[i] = res.data
+                    bar.update(res.ok)
+    finally:
+        bar.close()
+    coco = assemble_coco([p for p in parts if p is not None], store.output)
+    return BatchReport(kind, [r for r in results if r is not None], time.perf_counter() - t0,
+                       None if store.output is None else str(store.output), coco)
+
+
+def _run(kind: str, paths: list[str], task: Callable[..., Any], args: tuple, client: Any, scheduler: Any,
+         workers: Any, progress: bool, output: str | None = None) -> BatchReport:
+    results: list[ImageResult | None] = [None] * len(paths)
+    t0 = time.perf_counter()
+    bar = Progress(len(paths), kind, enabled=progress)
+    try:
+        with Runner(client=client, scheduler=scheduler, workers=workers) as runner:
+            for i, value in runner.map(task, paths, *args):
+                res = results[i] = as_result(paths[i], value)
+                bar.update(res.ok)
+    finally:
+        bar.close()
+    done = [r for r in results if r is not None]
+    return BatchReport(kind, done, time.perf_counter() - t0, output)
