@@ -17,6 +17,7 @@ _EXPORTS = {
     "Segmenter": ".engine.segmenter",
     "Prediction": ".engine.segmenter",
     "SamWidget": ".ui.widget",
+    "Session": ".session",
     "ImageError": ".images",
     "sample_image_path": ".images",
 }

@@ -611,9 +611,7 @@ class _Bench:
         # replay the layer from its very first command
         shown = LayerReplay((dh, dw)).apply(rec.commands(canvas=current)).covered
         # What the last pointer position should show (the widget's own CSS -> image mapping).
-        lx, ly = float(xs[-1]), float(ys[-1])
-        ix = min(W - 1, max(0, math.floor(lx * (W / dw))))
-        iy = min(H - 1, max(0, math.floor(ly * (H / dh))))
+        ix, iy = w._viewport.canvas_to_image(float(xs[-1]), float(ys[-1]))
         pred = seg.predict(points=[(ix, iy)], labels=[1], multimask=True)
         expected = pred.mask_at_size(pred.best, (dh, dw))
         mismatch = int((shown != expected).sum())

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .engine.registry import DEFAULT_MODEL, MODELS, OFFLINE_MODEL, model_names
 from .images import ImageError, load_image, to_rgb_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,16 +53,9 @@ __all__ = [
 ]
 
 PROG = "sam-widget"
-MODEL_CHOICES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h", "tiny_shapes")
-DEFAULT_MODEL = "vit_b"
+MODEL_CHOICES: tuple[str, ...] = model_names()
 DEFAULT_OUTPUT = "sam_output"
-OFFLINE_MODEL = "tiny_shapes"
 _MAX_MASKS = 3  # SAM's multimask output
-_CHECKPOINT_FILES = {
-    "vit_b": "sam_vit_b_01ec64.pth",
-    "vit_l": "sam_vit_l_0b3195.pth",
-    "vit_h": "sam_vit_h_4b8939.pth",
-}
 _EXIT_ERROR = 2
 _EXIT_INTERRUPTED = 130
 
@@ -459,7 +453,8 @@ def _checkpoint_message(error: Exception, req: _Request) -> str:
     model = req.model or DEFAULT_MODEL
     cut = text.find(" To fix:")
     reason = text[:cut] if cut >= 0 else text
-    filename = _CHECKPOINT_FILES.get(model, f"the {model} checkpoint")
+    info = MODELS.get(model)
+    filename = info.filename if info is not None and info.filename else f"the {model} checkpoint"
     try:
         cached = checkpoint_path(model)
     except (ValueError, TypeError):  # pragma: no cover - model types come from MODEL_CHOICES

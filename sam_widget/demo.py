@@ -24,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine.registry import DEFAULT_MODEL, MODEL_ENV, OFFLINE_MODEL, WORKDIR_ENV, check_model_name
 from .images import load_image, sample_image_path
 
 __all__ = ["Demo", "demo_setup", "prepare_workdir", "MODEL_ENV", "WORKDIR_ENV"]
 
-MODEL_ENV = "SAM_WIDGET_MODEL"
-WORKDIR_ENV = "SAM_WIDGET_WORKDIR"  # where scripts/demo.sh puts the notebooks it opens
-OFFLINE_MODEL = "tiny_shapes"
 RANDOM_TINY = "random_tiny"
 
 
@@ -78,10 +76,10 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
     With ``verbose`` it prints exactly one line: what the demo shows, or, when the official
     checkpoint cannot be had, why not and that the offline demo opens instead.
     """
-    from .engine.checkpoints import CheckpointError, valid_model_types
+    from .engine.checkpoints import CheckpointError
     from .engine.segmenter import Segmenter
 
-    name = model or os.environ.get(MODEL_ENV) or "vit_b"
+    name = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     if name == RANDOM_TINY:
         from .engine.models import TINY_TEST_CONFIG, random_sam
 
@@ -89,9 +87,8 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
         demo = Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
     elif name == OFFLINE_MODEL:
         demo = _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
-    elif name not in valid_model_types():
-        raise ValueError(f"unknown model {name!r}; choose one of {valid_model_types()} or {RANDOM_TINY!r}.")
     else:
+        check_model_name(name, extra=(RANDOM_TINY,))
         try:
             seg = Segmenter.from_pretrained(name)
         except CheckpointError as exc:

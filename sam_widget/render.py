@@ -13,21 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .viewport import fit_size
+
 __all__ = ["fit_size", "resize_rgb", "resize_mask", "bbox", "Overlay", "mask_overlay", "objects_overlay", "union_rect"]
-
-
-def fit_size(image_hw: tuple[int, int], display_size: int) -> tuple[int, int]:
-    """``(h, w)`` of the image shown with its longer side at most ``display_size`` pixels.
-
-    Images smaller than ``display_size`` are shown at their own size (never enlarged).
-    """
-    if isinstance(display_size, bool) or not isinstance(display_size, (int, np.integer)):
-        raise TypeError(f"display_size must be an int, not {type(display_size).__name__}.")
-    if display_size < 16:
-        raise ValueError(f"display_size must be at least 16 pixels, got {display_size}.")
-    H, W = image_hw
-    scale = min(1.0, display_size / max(H, W))
-    return max(1, round(H * scale)), max(1, round(W * scale))
 
 
 def resize_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

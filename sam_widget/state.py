@@ -1,9 +1,12 @@
-"""The widget's state: prompts, candidate choice and committed objects, with undo/redo.
+"""One image's annotation state: prompts, candidate choice and committed objects, with undo/redo.
 
 No widgets and no torch here. A :class:`Snapshot` is immutable except for its
 :class:`PredictionSlot`, which the engine fills in once the prompt has been answered (the
 same slot is shared by snapshots with the same prompts, e.g. after choosing another
-candidate). Undo/redo swap whole snapshots, so they restore exactly the earlier masks.
+candidate). Every user action is a pure transition ``new = snap.<action>(...)`` (built with
+``dataclasses.replace``; the old snapshot is unchanged), and :class:`History` keeps the
+snapshots, so undo/redo restore exactly the earlier masks. Snapshots share what did not
+change: committed masks are never copied from one step to the next.
 
 Coordinates are image pixels: points ``(x, y)`` = (column, row); boxes XYXY.
 """
@@ -58,11 +61,13 @@ class PredictionSlot:
     ``prediction``: the ``Prediction``; ``mask_input``: the ``(1, h, w)`` logits used as
     the mask prompt (refinement), or ``None``; ``multimask``: whether 3 candidates were
     asked for; ``error``: a message if the engine failed. ``base`` is ``(slot, selected)``
-    of the step this one refines (``selected`` None = that step's best candidate).
+    of the step this one refines (``selected`` None = that step's best candidate);
+    ``prompts``: the prompts it answers.
     """
 
-    def __init__(self, base: "tuple[PredictionSlot, int | None] | None" = None) -> None:
+    def __init__(self, base: "tuple[PredictionSlot, int | None] | None" = None, prompts: "Prompts | None" = None) -> None:
         self.base = base
+        self.prompts = prompts if prompts is not None else Prompts()
         self.prediction: Any | None = None
         self.mask_input: np.ndarray | None = None
         self.multimask: bool = True
@@ -87,7 +92,14 @@ class PredictionSlot:
 
 @dataclass(frozen=True)
 class ObjectRecord:
-    """A committed object. ``mask`` is ``(H, W)`` bool at full image size (read-only)."""
+    """A committed object. ``mask`` is ``(H, W)`` bool at full image size (read-only).
+
+    ``score``: the predicted IoU of the committed candidate (NaN for a mask brought in with
+    ``add_object``); ``prompts``: the prompts that made it (empty for a mask brought in);
+    ``id``: its number on this image (1, 2, ...; never reused, the colour follows it);
+    ``logits``: the committed candidate's low-resolution logits ``(1, h, w)`` float32, the
+    ``mask_input`` for refining it (None: derived from the mask when needed).
+    """
 
     label: str
     color: tuple[int, int, int]
@@ -95,6 +107,7 @@ class ObjectRecord:
     score: float
     prompts: Prompts
     id: int
+    logits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @cached_property  # the mask never changes; the object list shows this on every redraw
     def area(self) -> int:
@@ -113,17 +126,111 @@ class ObjectRecord:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One point in the undo history."""
+    """One point in the undo history.
+
+    ``selected``: the chosen candidate (None: the best-scoring one); ``editing``: the id of
+    the object being refined (its prompts are the current prompts; committing replaces it),
+    or None. Transitions raise ``IndexError`` / ``ValueError`` for a missing object or a bad
+    label and return a new snapshot otherwise.
+    """
 
     prompts: Prompts = Prompts()
     slot: PredictionSlot | None = None  # None when there are no prompts
     selected: int | None = None  # None: the best-scoring candidate
     objects: tuple[ObjectRecord, ...] = ()
     next_object_id: int = 1
+    editing: int | None = None
 
     @property
     def prediction(self) -> Any | None:
         return self.slot.prediction if self.slot is not None else None
+
+    @property
+    def editing_index(self) -> int | None:
+        """Position in :attr:`objects` of the object being edited, or None."""
+        if self.editing is None:
+            return None
+        return next((i for i, o in enumerate(self.objects) if o.id == self.editing), None)
+
+    # ------------------------------------------------------------------ transitions
+    def with_prompts(self, prompts: Prompts, slot: PredictionSlot | None) -> "Snapshot":
+        """New prompts, answered into ``slot``; the best candidate will be chosen."""
+        return replace(self, prompts=prompts, slot=slot, selected=None)
+
+    def select(self, index: int) -> "Snapshot":
+        """Choose candidate ``index`` (checked against the prediction by the caller)."""
+        return replace(self, selected=int(index))
+
+    def commit(self, mask: np.ndarray, score: float, label: str | None = None, logits: np.ndarray | None = None) -> "Snapshot":
+        """Keep ``mask`` ((H, W) bool, made read-only) as an object and clear the prompts.
+
+        While editing, the edited object is replaced in place (same id, colour and, unless
+        ``label`` is given, label); otherwise a new object "object N" is appended.
+        Raises ``ValueError`` for an empty mask.
+        """
+        if not mask.any():
+            raise ValueError("the current mask is empty; add prompts until it covers the object.")
+        mask.setflags(write=False)
+        label = (label or "").strip() or None
+        i = self.editing_index
+        if i is not None:
+            old = self.objects[i]
+            new = replace(old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits)
+            objects, next_id = self.objects[:i] + (new,) + self.objects[i + 1 :], self.next_object_id
+        else:
+            n = self.next_object_id
+            new = ObjectRecord(label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits)
+            objects, next_id = self.objects + (new,), n + 1
+        return replace(self, prompts=Prompts(), slot=None, selected=0, objects=objects, next_object_id=next_id, editing=None)
+
+    def add_objects(self, masks: list[np.ndarray], labels: list[str | None] | None = None) -> "Snapshot":
+        """Append one object per ``(H, W)`` bool mask (no prompts, score NaN); prompts are kept."""
+        objects, n = list(self.objects), self.next_object_id
+        for k, mask in enumerate(masks):
+            mask.setflags(write=False)
+            label = ((labels[k] if labels else None) or "").strip() or f"object {n}"
+            objects.append(ObjectRecord(label, object_color(n - 1), mask, float("nan"), Prompts(), n))
+            n += 1
+        return replace(self, objects=tuple(objects), next_object_id=n)
+
+    def without_objects(self) -> "Snapshot":
+        """No objects any more (ids go on counting, so colours are not reused)."""
+        return replace(self, objects=(), editing=None)
+
+    def delete(self, index: int) -> "Snapshot":
+        """Remove object ``index`` (its position in :attr:`objects`). Deleting the object being
+        edited ends the editing (the prompts stay)."""
+        i = self._object_index(index)
+        gone = self.objects[i]
+        editing = None if gone.id == self.editing else self.editing
+        return replace(self, objects=self.objects[:i] + self.objects[i + 1 :], editing=editing)
+
+    def rename(self, index: int, label: str) -> "Snapshot":
+        """Give object ``index`` the label ``label`` (a non-empty string, stripped)."""
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"label must be a non-empty string, got {label!r}.")
+        i = self._object_index(index)
+        renamed = replace(self.objects[i], label=label.strip())
+        return replace(self, objects=self.objects[:i] + (renamed,) + self.objects[i + 1 :])
+
+    def cleared(self) -> "Snapshot":
+        """No prompts, no candidates, not editing; the objects stay."""
+        return replace(self, prompts=Prompts(), slot=None, selected=0, editing=None)
+
+    def edit(self, index: int, slot: PredictionSlot) -> "Snapshot":
+        """Start refining object ``index``: its prompts become the current prompts and ``slot``
+        (filled with its mask) the current answer."""
+        i = self._object_index(index)
+        obj = self.objects[i]
+        return replace(self, prompts=obj.prompts, slot=slot, selected=None, editing=obj.id)
+
+    def _object_index(self, index: Any) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"object index must be an int, not {type(index).__name__}.")
+        n = len(self.objects)
+        if not 0 <= index < n:
+            raise IndexError(f"object {index} does not exist; there are {n} objects.")
+        return int(index)
 
 
 def object_color(index: int) -> tuple[int, int, int]:
@@ -154,6 +261,11 @@ class History:
     @property
     def can_redo(self) -> bool:
         return bool(self._redo)
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot held: the undoable ones (oldest first), the current one, the redoable ones."""
+        with self.lock:
+            return [*self._undo, self._current, *reversed(self._redo)]
 
     def push(self, snapshot: Snapshot) -> Snapshot:
         """Make ``snapshot`` current; the old one becomes undoable; the redo stack is dropped."""

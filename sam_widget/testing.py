@@ -16,14 +16,17 @@ Usable from tests, benchmarks and notebooks (no browser, no kernel, no torch nee
 Coordinate systems (all ``(x, y)`` = ``(column, row)``):
 
 * **image pixels** -- of ``widget.image`` (``H x W``); prompts (``w.prompts``) are in these.
-* **display pixels** (canvas pixels) -- of the canvas bitmap, ``widget._display_hw`` =
-  ``(dh, dw)``; every drawing command's arguments (``putImageData`` position,
-  ``strokeRect``, ``fillCircle``, ...) are in these.
+* **display pixels** (canvas pixels) -- of the canvas bitmap; every drawing command's
+  arguments (``putImageData`` position, ``strokeRect``, ``fillCircle``, ...) are in these.
+  The image is drawn ``widget._display_hw = (dh, dw)`` pixels large; for a single image that
+  is the whole canvas, in a set of images of mixed sizes a smaller image sits centred in it.
 * **CSS pixels** -- of the canvas *element* on the page, relative to its top-left corner,
-  whose on-screen size is ``css_w x css_h`` (``css_scale`` times the display size by
+  whose on-screen size is ``css_w x css_h`` (``css_scale`` times the canvas size by
   default). ipyevents reports pointer positions in these (``relativeX/Y``, rounded to whole
-  pixels with ``Math.round``) together with ``boundingRectWidth/Height``. The widget maps
-  them as ``display = css * dw / css_w`` and ``image = floor(display * W / dw)``.
+  pixels with ``Math.round``) together with ``boundingRectWidth/Height``.
+
+The mapping between them is the widget's own :class:`sam_widget.viewport.Viewport`
+(``widget._viewport``): the injector aims with the same arithmetic the widget decodes with.
 
 Contents:
 
@@ -45,7 +48,7 @@ Command decoding follows ipycanvas 0.14: ``buffers[0]`` is the JSON of either on
 command's images / arrays are the next ``n_buffers`` of ``buffers[1:]``.
 
 Nothing here knows the widget's internals beyond ``w._events`` (the ipyevents ``Event``),
-``w._view.canvas`` (the ``MultiCanvas``) and ``w._display_hw``.
+``w._view.canvas`` (the ``MultiCanvas``), ``w._viewport`` and ``w._display_hw``.
 """
 
 from __future__ import annotations
@@ -455,6 +458,8 @@ _KEY_CODES = {
     "Control": "ControlLeft",
     "Meta": "MetaLeft",
     "Alt": "AltLeft",
+    "ArrowLeft": "ArrowLeft",
+    "ArrowRight": "ArrowRight",
 }
 
 
@@ -498,26 +503,26 @@ class EventInjector:
 
     # -- coordinates ----------------------------------------------------------------------
     @property
+    def viewport(self) -> Any:
+        """The widget's current :class:`~sam_widget.viewport.Viewport` (it changes with the image)."""
+        return self.widget._viewport
+
+    @property
     def display_hw(self) -> tuple[int, int]:
         """``(h, w)`` of the canvas bitmap (display pixels)."""
-        return tuple(self.widget._display_hw)
+        return tuple(self.viewport.canvas_hw)
 
     def _css(self, v: float) -> float:
         return float(_js_round(v)) if self.round_css else float(v)
 
     def display_to_css(self, x: float, y: float) -> tuple[float, float]:
-        """CSS position of display position ``(x, y)``."""
-        dh, dw = self.display_hw
-        return x * self.css_w / dw, y * self.css_h / dh
+        """CSS position of display (canvas) position ``(x, y)``."""
+        return self.viewport.canvas_to_css(x, y, self.css_w, self.css_h)
 
-    def image_pixel(self, x: float, y: float) -> tuple[int, int]:
-        """The image pixel ``(col, row)`` the widget sees for CSS position ``(x, y)`` (after rounding like ipyevents)."""
-        H, W = self.widget.image.shape[:2]
-        rx, ry = self._css(x), self._css(y)
-        return (
-            min(W - 1, max(0, math.floor(rx * W / self.css_w))),
-            min(H - 1, max(0, math.floor(ry * H / self.css_h))),
-        )
+    def image_pixel(self, x: float, y: float) -> tuple[int, int] | None:
+        """The image pixel ``(col, row)`` the widget sees for CSS position ``(x, y)`` (after rounding
+        like ipyevents), or None off the image (in the margin around a smaller image)."""
+        return self.viewport.css_to_image(self._css(x), self._css(y), self.css_w, self.css_h)
 
     def css_of(self, ix: float, iy: float) -> tuple[float, float]:
         """The CSS position of the centre of image pixel ``(ix, iy)``.
@@ -526,8 +531,7 @@ class EventInjector:
         the event lands on a neighbour: use :meth:`image_pixel` for the expected pixel, or
         :meth:`css_hitting` for a position that lands on ``(ix, iy)`` itself.
         """
-        H, W = self.widget.image.shape[:2]
-        return (ix + 0.5) * self.css_w / W, (iy + 0.5) * self.css_h / H
+        return self.viewport.image_to_css(ix + 0.5, iy + 0.5, self.css_w, self.css_h)
 
     def css_hitting(self, ix: int, iy: int) -> tuple[float, float]:
         """A CSS position over image pixel ``(ix, iy)``: with ``round_css`` off, its (fractional)
@@ -535,19 +539,20 @@ class EventInjector:
         nearest that centre that maps to ``(ix, iy)`` -- or, if there is none (the page shows the
         image smaller than its pixel size, a CSS pixel spans several image pixels), the centre,
         which ipyevents rounds onto a neighbour (:meth:`image_pixel` says which)."""
-        H, W = self.widget.image.shape[:2]
         cx, cy = self.css_of(ix, iy)
         if not self.round_css:
             return cx, cy
+        vp = self.viewport
 
-        def axis(centre: float, i: int, n: int, size: float) -> float:
-            best = None
-            for v in range(math.floor(centre) - 1, math.ceil(centre) + 2):
-                if min(n - 1, max(0, math.floor(v * n / size))) == i and (best is None or abs(v - centre) < abs(best - centre)):
-                    best = v
-            return float(best) if best is not None else centre
+        def hits(vx: float, vy: float) -> tuple[bool, bool]:
+            p = vp.css_to_image(vx, vy, self.css_w, self.css_h)
+            return (p is not None and p[0] == ix), (p is not None and p[1] == iy)
 
-        return axis(cx, int(ix), W, self.css_w), axis(cy, int(iy), H, self.css_h)
+        xs = [v for v in range(math.floor(cx) - 1, math.ceil(cx) + 2) if hits(v, cy)[0]]
+        ys = [v for v in range(math.floor(cy) - 1, math.ceil(cy) + 2) if hits(cx, v)[1]]
+        bx = min(xs, key=lambda v: abs(v - cx), default=cx)
+        by = min(ys, key=lambda v: abs(v - cy), default=cy)
+        return float(bx), float(by)
 
     # -- raw events -----------------------------------------------------------------------
     def send(self, content: dict) -> None:
@@ -616,13 +621,13 @@ class EventInjector:
         )
 
     # -- mouse primitives (CSS pixels) ---------------------------------------------------------
-    def mouse_down(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+    def mouse_down(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False, alt: bool = False) -> None:
         self.buttons |= _BUTTON_BITS[button]
-        self.mouse("mousedown", x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse("mousedown", x, y, button, shift=shift, ctrl=ctrl, alt=alt)
 
-    def mouse_up(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+    def mouse_up(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False, alt: bool = False) -> None:
         self.buttons &= ~_BUTTON_BITS[button]
-        self.mouse("mouseup", x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse("mouseup", x, y, button, shift=shift, ctrl=ctrl, alt=alt)
 
     def mouse_move(self, x: float, y: float, *, shift: bool = False) -> None:
         self.mouse("mousemove", x, y, 0, shift=shift)
@@ -632,12 +637,12 @@ class EventInjector:
         self.mouse("mouseleave", -5, -5, 0)
 
     # -- gestures (CSS pixels) -----------------------------------------------------------------
-    def click(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False) -> None:
+    def click(self, x: float, y: float, button: int = 0, *, shift: bool = False, ctrl: bool = False, alt: bool = False) -> None:
         """Press and release at ``(x, y)`` (right button: ``button=2``, followed by ``contextmenu``)."""
-        self.mouse_down(x, y, button, shift=shift, ctrl=ctrl)
-        self.mouse_up(x, y, button, shift=shift, ctrl=ctrl)
+        self.mouse_down(x, y, button, shift=shift, ctrl=ctrl, alt=alt)
+        self.mouse_up(x, y, button, shift=shift, ctrl=ctrl, alt=alt)
         if button == 2:
-            self.mouse("contextmenu", x, y, 2, shift=shift, ctrl=ctrl)
+            self.mouse("contextmenu", x, y, 2, shift=shift, ctrl=ctrl, alt=alt)
 
     def shift_click(self, x: float, y: float) -> None:
         self.click(x, y, shift=True)
@@ -645,10 +650,10 @@ class EventInjector:
     def right_click(self, x: float, y: float) -> None:
         self.click(x, y, button=2)
 
-    def click_image(self, ix: int, iy: int, button: int = 0, *, shift: bool = False) -> None:
+    def click_image(self, ix: int, iy: int, button: int = 0, *, shift: bool = False, alt: bool = False) -> None:
         """Click on image pixel ``(ix, iy)`` (at :meth:`css_hitting`: exact with ``round_css=False``
         or whenever a whole CSS pixel lies over it)."""
-        self.click(*self.css_hitting(ix, iy), button=button, shift=shift)
+        self.click(*self.css_hitting(ix, iy), button=button, shift=shift, alt=alt)
 
     def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 6, *, shift: bool = False) -> None:
         """Press at ``(x0, y0)``, move in ``steps`` to ``(x1, y1)``, release there (a box)."""

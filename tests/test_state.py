@@ -224,3 +224,88 @@ def test_history_is_thread_safe():
     while h.undo():
         count += 1
     assert count <= 500
+
+
+# ---------------------------------------------------------------------------- transitions
+def _answered(pred="P") -> PredictionSlot:
+    slot = PredictionSlot(prompts=Prompts().with_point(1, 1, 1))
+    slot.fill(pred, None, True)
+    return slot
+
+
+def _blob(h=6, w=8, rows=slice(1, 3), cols=slice(2, 5)) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[rows, cols] = True
+    return m
+
+
+def test_commit_appends_an_object_clears_the_prompts_and_leaves_the_old_snapshot_alone():
+    p = Prompts().with_point(3, 2, 1)
+    s0 = Snapshot().with_prompts(p, _answered())
+    mask = _blob()
+    logits = np.ones((1, 4, 4), np.float32)
+    s1 = s0.commit(mask, 0.75, None, logits)
+    assert s0.prompts == p and s0.objects == () and s0.next_object_id == 1  # unchanged
+    assert s1.prompts.is_empty and s1.slot is None and s1.editing is None and s1.next_object_id == 2
+    (o,) = s1.objects
+    assert (o.label, o.color, o.id, o.score, o.prompts) == ("object 1", object_color(0), 1, 0.75, p)
+    assert o.mask is mask and not o.mask.flags.writeable and o.logits is logits
+    s2 = s1.with_prompts(Prompts().with_point(5, 5, 1), _answered()).commit(_blob(cols=slice(0, 1)), 0.5, "  cat ")
+    assert [x.label for x in s2.objects] == ["object 1", "cat"] and s2.objects[0] is o  # shared, not copied
+    with pytest.raises(ValueError, match="empty"):
+        s1.with_prompts(p, _answered()).commit(np.zeros((6, 8), bool), 0.5)
+
+
+def test_editing_brings_the_prompts_back_and_commit_replaces_the_object_in_place():
+    p = Prompts().with_point(3, 2, 1)
+    s = Snapshot().with_prompts(p, _answered()).commit(_blob(), 0.7, "a")
+    s = s.with_prompts(Prompts().with_box((0, 0, 4, 4)), _answered()).commit(_blob(cols=slice(6, 8)), 0.6, "b")
+    stored = _answered("STORED")
+    e = s.edit(0, stored)
+    assert e.editing == s.objects[0].id == 1 and e.editing_index == 0
+    assert e.prompts == p and e.slot is stored and e.selected is None
+    refined = Prompts().with_point(3, 2, 1).with_point(1, 1, 0)
+    e2 = e.with_prompts(refined, _answered())
+    assert e2.editing == 1  # further prompts keep editing the same object
+    new_mask = _blob(rows=slice(0, 4))
+    done = e2.commit(new_mask, 0.9)
+    a, b = done.objects
+    assert (a.id, a.label, a.color, a.prompts, a.score) == (1, "a", object_color(0), refined, 0.9)
+    assert a.mask is new_mask and b is s.objects[1] and done.next_object_id == 3 and done.editing is None
+    assert e2.with_prompts(refined, _answered()).commit(new_mask, 0.9, "renamed").objects[0].label == "renamed"
+    # Esc (cleared) stops editing without touching the object; deleting the edited one too
+    assert e2.cleared().editing is None and e2.cleared().objects is e2.objects
+    gone = e2.delete(0)
+    assert gone.editing is None and [o.label for o in gone.objects] == ["b"] and gone.prompts == refined
+    assert e2.delete(1).editing == 1
+    with pytest.raises(IndexError, match="does not exist"):
+        s.edit(2, stored)
+    with pytest.raises(TypeError, match="int"):
+        s.edit("0", stored)
+
+
+def test_select_rename_delete_and_cleared_are_pure():
+    s = Snapshot().with_prompts(Prompts().with_point(1, 1, 1), _answered()).commit(_blob(), 0.5)
+    slot = _answered()
+    s = s.with_prompts(Prompts().with_point(2, 2, 0), slot)
+    assert s.select(2).selected == 2 and s.selected is None and s.select(2).slot is slot
+    r = s.rename(0, "  dog ")
+    assert r.objects[0].label == "dog" and r.objects[0].mask is s.objects[0].mask and s.objects[0].label == "object 1"
+    with pytest.raises(ValueError, match="non-empty"):
+        s.rename(0, " ")
+    with pytest.raises(IndexError):
+        s.rename(1, "x")
+    d = s.delete(0)
+    assert d.objects == () and d.prompts == s.prompts and d.slot is slot and d.next_object_id == 2
+    c = s.cleared()
+    assert c.prompts.is_empty and c.slot is None and c.objects is s.objects
+
+
+def test_objects_brought_in_have_no_prompts_and_set_objects_replaces_them():
+    s = Snapshot().with_prompts(Prompts().with_point(1, 1, 1), _answered())
+    m1, m2 = _blob(), _blob(cols=slice(6, 8))
+    a = s.add_objects([m1, m2], ["cell", None])
+    assert [(o.label, o.id, o.prompts.is_empty, o.logits) for o in a.objects] == [("cell", 1, True, None), ("object 2", 2, True, None)]
+    assert np.isnan(a.objects[0].score) and a.prompts == s.prompts and a.next_object_id == 3
+    b = a.without_objects().add_objects([m2])
+    assert [(o.label, o.id) for o in b.objects] == [("object 3", 3)]  # ids are never reused (colours follow ids)

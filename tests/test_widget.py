@@ -875,16 +875,18 @@ def test_on_change_and_value_observers_run_once_per_change_with_the_new_state(ma
 
 # ============================================================================ load failure
 @pytest.mark.parametrize(
-    "model, checkpoint, message",
+    "model, content, message",
     [
-        ("vit_b", "missing", "does not exist"),
-        ("vit_x", None, "vit_x"),
+        ("vit_b", b"this is not a checkpoint", "not a checkpoint"),
+        (None, b"", "it is empty"),
     ],
+    ids=["text file as vit_b", "empty file, type inferred"],
 )
-def test_model_load_failure_is_reported_and_nothing_crashes(comm, tmp_path, model, checkpoint, message):
-    if checkpoint == "missing":
-        checkpoint = str(tmp_path / "nowhere" / "sam_vit_b.pth")
-    w = SamWidget(SMALL, model=model, checkpoint=checkpoint, display_size=200)
+def test_model_load_failure_is_reported_and_nothing_crashes(comm, tmp_path, model, content, message):
+    """A checkpoint that exists but cannot be loaded is only found out when loading (in the background)."""
+    checkpoint = tmp_path / "sam_vit_b.pth"
+    checkpoint.write_bytes(content)
+    w = SamWidget(SMALL, model=model, checkpoint=str(checkpoint), display_size=200)
     try:
         with pytest.raises(RuntimeError, match="could not get ready") as err:
             w.wait_ready(timeout=60)

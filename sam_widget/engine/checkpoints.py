@@ -51,6 +51,15 @@ import torch.hub
 from segment_anything.modeling import Sam
 
 from .models import MODEL_CONFIGS, SamConfig, build_sam
+from .registry import (
+    DEFAULT_CHECKPOINT_URL,
+    HOME_ENV,
+    MODELS,
+    OFFLINE_MODEL,
+    URL_ENV,
+    CheckpointError,
+    cache_home,
+)
 
 __all__ = [
     "CheckpointError",
@@ -72,22 +81,12 @@ __all__ = [
     "load_sam",
 ]
 
-DEFAULT_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-HOME_ENV = "SAM_WIDGET_HOME"
-URL_ENV = "SAM_WIDGET_CHECKPOINT_URL"
-TINY_SHAPES = "tiny_shapes"
+TINY_SHAPES = OFFLINE_MODEL
 """The model type of the small model shipped with the package (``sam_widget.engine.tiny``)."""
 
 _PATCH_KEY = "image_encoder.patch_embed.proj.weight"
 _NECK_KEY = "image_encoder.neck.0.weight"
 _BLOCK_RE = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be found, downloaded, verified or loaded.
-
-    The message names the file (or URL), what was expected, and how to fix the problem.
-    """
 
 
 @dataclass(frozen=True)
@@ -106,25 +105,9 @@ class CheckpointSpec:
 
 
 CHECKPOINTS: dict[str, CheckpointSpec] = {
-    "vit_b": CheckpointSpec(
-        "vit_b",
-        "sam_vit_b_01ec64.pth",
-        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-        MODEL_CONFIGS["vit_b"],
-        size=375_042_383,
-    ),
-    "vit_l": CheckpointSpec(
-        "vit_l",
-        "sam_vit_l_0b3195.pth",
-        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        MODEL_CONFIGS["vit_l"],
-    ),
-    "vit_h": CheckpointSpec(
-        "vit_h",
-        "sam_vit_h_4b8939.pth",
-        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        MODEL_CONFIGS["vit_h"],
-    ),
+    name: CheckpointSpec(name, info.filename, info.sha256, MODEL_CONFIGS[name], size=info.size)
+    for name, info in MODELS.items()
+    if not info.offline
 }
 """Registered checkpoints by model type. Tests and plugins may add entries."""
 
@@ -164,17 +147,6 @@ def _as_path(value: object, what: str) -> Path:
         if isinstance(path, str):
             return Path(path).expanduser()
     raise TypeError(f"{what} must be a str or os.PathLike path, not {type(value).__name__}.")
-
-
-def cache_home() -> Path:
-    """Return the checkpoint cache directory: ``$SAM_WIDGET_HOME`` or ``~/.cache/sam_widget``.
-
-    The directory is not created here.
-    """
-    env = os.environ.get(HOME_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "sam_widget"
 
 
 def checkpoint_url(model_type: str) -> str:

@@ -414,9 +414,9 @@ def compile_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     else ``~/.cache/sam_widget/inductor``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    home = os.environ.get("SAM_WIDGET_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".cache" / "sam_widget"
-    return base / "inductor"
+    from .registry import cache_home
+
+    return cache_home() / "inductor"
 
 
 def _inductor_default_dir() -> str | None:

@@ -6,7 +6,7 @@ MaskDecoder, TwoWayTransformer), so every code path is the one the official mode
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -45,9 +45,6 @@ class SamConfig:
     def embedding_size(self) -> int:
         """Side of the (square) image-embedding grid: img_size // patch_size."""
         return self.img_size // self.patch_size
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 MODEL_CONFIGS: dict[str, SamConfig] = {

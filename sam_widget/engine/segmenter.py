@@ -79,9 +79,10 @@ class Prediction:
 
     @property
     def masks(self) -> np.ndarray:
-        if self._masks is None:
-            self._masks = self._upscaler.full(self.logits)
-        return self._masks
+        masks = self._masks
+        if masks is None:
+            masks = self._masks = self._upscaler.full(self.logits)
+        return masks
 
     def mask(self, index: int) -> np.ndarray:
         """Candidate ``index`` as an ``(H, W)`` bool mask at the original image size.
@@ -89,11 +90,29 @@ class Prediction:
         Cheaper than ``masks[index]`` when only one candidate is needed.
         """
         index = self._check_index(index)
-        if self._masks is not None:
-            return self._masks[index]
-        if index not in self._single:
-            self._single[index] = self._upscaler.full(self.logits[index : index + 1])[0]
-        return self._single[index]
+        masks = self._masks
+        if masks is not None:
+            return masks[index]
+        single = self._single
+        m = single.get(index)
+        if m is None:
+            m = single[index] = self._upscaler.full(self.logits[index : index + 1])[0]
+        return m
+
+    @property
+    def cached_mask_bytes(self) -> int:
+        """Bytes of full-size masks this prediction holds now (computed on access, see :meth:`drop_masks`)."""
+        masks = self._masks
+        return (masks.nbytes if masks is not None else 0) + sum(m.nbytes for m in list(self._single.values()))
+
+    def drop_masks(self) -> None:
+        """Forget the full-size masks computed so far (to bound memory; thread-safe).
+
+        They are computed again from :attr:`logits` on the next access, with the same result
+        (the exact mode's masks included: the same resampling as ``Sam.postprocess_masks``).
+        """
+        self._masks = None
+        self._single = {}
 
     def mask_at_size(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """Candidate ``index`` resampled straight from the logits to ``size = (h, w)``.
@@ -204,6 +223,9 @@ class Segmenter:
         self._memory = MemoryLRU(memory_cache_bytes)
         self._disk = DiskCache(cache_dir) if cache_dir is not None else None
         self._lock = threading.RLock()
+        self._inflight: dict[str, threading.Event] = {}  # embeddings being prefetched, by cache key
+        self._inflight_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._fingerprint: str | None = None
         self._image: np.ndarray | None = None
         self._key: str | None = None
@@ -354,6 +376,8 @@ class Segmenter:
                 )
                 self.stats["disk_hits"] += 1
                 self._remember(key, fp, cached)
+            elif (cached := self._wait_for_prefetch(key + fp)) is not None:
+                self.stats["memory_hits"] += 1
             else:
                 cached = self._encode(rgb)
                 self._remember(key, fp, cached)
@@ -367,6 +391,80 @@ class Segmenter:
             self._decoder_state = None  # prepared on the first predict (keeps cache hits ~ms)
             self._image, self._key = rgb, key
             self.stats["last_set_image_s"] = time.perf_counter() - t0
+
+    def prefetch(self, image: Any) -> bool:
+        """Compute ``image``'s embedding into the caches without making it the current image.
+
+        For sessions over many images: encode the next image in a background thread while
+        the current one is being clicked on. Does not hold the lock that ``set_image`` and
+        ``predict`` take, so predictions on the current image go on meanwhile; a
+        ``set_image`` of the same image waits for this encoding instead of repeating it.
+        Returns True if the encoder ran, False if the embedding was cached already (memory or
+        disk). Same arguments and errors as :meth:`set_image`.
+        """
+        rgb = to_rgb_uint8(image)
+        key = image_key(rgb)
+        fp = self.fingerprint
+        with self._inflight_lock:
+            if key + fp in self._memory:
+                return False
+            gate = self._inflight.get(key + fp)
+            owner = gate is None
+            if owner:
+                gate = self._inflight[key + fp] = threading.Event()
+        if not owner:
+            gate.wait()
+            return False
+        try:
+            if self._disk is not None and (entry := self._disk.get(key, fp)) is not None:
+                feats = torch.from_numpy(entry.features).to(self.device)
+                self._remember(key, fp, (feats, entry.original_size, entry.input_size))
+                with self._stats_lock:
+                    self.stats["disk_hits"] += 1
+                return False
+            cached = self._encode(rgb)
+            self._remember(key, fp, cached)
+            if self._disk is not None:
+                self._disk.put(key, fp, DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]))
+            return True
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(key + fp, None)
+            gate.set()
+
+    def _wait_for_prefetch(self, cache_key: str) -> tuple | None:
+        """If a :meth:`prefetch` of this image is running, wait for it and return its result."""
+        with self._inflight_lock:
+            gate = self._inflight.get(cache_key)
+        if gate is None:
+            return None
+        gate.wait()
+        return self._memory.get(cache_key)
+
+    @torch.no_grad()
+    def mask_input_from_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Low-resolution logits ``(1, h, w)`` float32 (see :attr:`low_res_size`) describing an
+        ``(H, W)`` bool mask of an ``H x W`` image: usable as ``predict(mask_input=...)``.
+
+        For refining a mask that did not come from this model (drawn elsewhere, loaded from a
+        file): each low-res cell gets the logit of the fraction of it the mask covers (1e-3 ..
+        1 - 1e-3, i.e. about +-6.9), laid out like the model's own logits (the image resized
+        to the longest side, padding right and below is background). Upsampled the way
+        predictions are, these logits give back the mask up to the low-res cell size.
+        """
+        m = np.asarray(mask)
+        if m.ndim != 2 or m.size == 0:
+            raise ValueError(f"mask must be an (H, W) array, got shape {m.shape}.")
+        H, W = m.shape
+        img = self.sam.image_encoder.img_size
+        side_h, side_w = self.low_res_size
+        h, w = ResizeLongestSide.get_preprocess_shape(H, W, img)
+        rows, cols = max(1, round(h * side_h / img)), max(1, round(w * side_w / img))
+        t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+        frac = F.interpolate(t, size=(rows, cols), mode="area")[0, 0].clamp(1e-3, 1 - 1e-3)
+        out = torch.full((1, side_h, side_w), math.log(1e-3 / (1 - 1e-3)), dtype=torch.float32)
+        out[0, :rows, :cols] = torch.log(frac / (1 - frac))
+        return out.numpy()
 
     def _remember(self, key: str, fp: str, value: tuple) -> None:
         feats = value[0]
@@ -390,8 +488,9 @@ class Segmenter:
             features = features.float()
         else:  # SDPA attention with the relative-position bias as a mask; the model is not touched
             features = fast_encoder_forward(enc, x)
-        self.stats["encoder_calls"] += 1
-        self.stats["last_encode_s"] = time.perf_counter() - t0
+        with self._stats_lock:
+            self.stats["encoder_calls"] += 1
+            self.stats["last_encode_s"] = time.perf_counter() - t0
         return features, (int(rgb.shape[0]), int(rgb.shape[1])), input_size
 
     def reset_image(self) -> None:

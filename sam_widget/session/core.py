@@ -1,0 +1,555 @@
+"""``Session``: click out objects on a set of images, with or without a widget.
+
+A session owns the images (read lazily), one undo history per image, the segmenter (loaded
+in the background) and two threads: the latest-wins worker that encodes and answers prompts,
+and the prefetcher that encodes the next image while the user works on the current one.
+Views (``SamWidget``) subscribe to it with :meth:`Session.subscribe` and redraw from its
+state; scripts call the same methods the widget offers::
+
+    s = Session(["a.jpg", "b.png"], model="tiny_shapes")
+    s.add_point(120, 80); s.commit("cat"); s.next(); s.add_box(10, 10, 200, 150); s.commit()
+    s.results[0].labels                      # (H, W) int32 label image of a.jpg
+
+Coordinates are image pixels: points ``(x, y)`` = (column, row), boxes XYXY; masks are
+``(H, W)`` bool at full image size. Python calls wait for their answer, so
+``s.add_point(...); s.mask`` works in one line. No widgets and no torch are imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..images import ImageError, to_rgb_uint8
+from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
+from ..viewport import Viewport
+from .engine_link import EngineLink
+from .images import ImageSet, resolve_images
+from .inputs import as_object_mask, masks_from_label_image
+from .background import Background
+from .notify import Notifier
+from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Pages, Results, StoredAnswer
+from .status import SessionStatus
+
+__all__ = ["Session", "SessionListener", "Preview"]
+
+
+class SessionListener(Protocol):
+    """What a view implements to follow a session (called on any thread).
+
+    ``changed(session)``: the state may have changed (prompts, answer, objects, image,
+    preview); called under :attr:`Session.lock`, so the last call sees the newest state.
+    ``status(session)``: :attr:`Session.status` may read differently (progress, errors).
+    """
+
+    def changed(self, session: "Session") -> None: ...
+
+    def status(self, session: "Session") -> None: ...
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The mask under the pointer (hover), before any prompt: ``mask`` at display size."""
+
+    index: int
+    point: tuple[int, int]
+    mask: np.ndarray
+
+
+class Session:
+    """Segment Anything over one image or a set of images, headless.
+
+    Args:
+      images: one image (``H x W x 3`` uint8 array, gray / RGBA / uint16 / float array, PIL
+        image, file path) or a set: a list of those, a folder, or a glob pattern.
+      segmenter: a ``Segmenter`` to use; None loads ``model`` / ``checkpoint`` in the background.
+      model: ``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"tiny_shapes"``, or None to infer it from
+        ``checkpoint``. checkpoint: a local ``.pth`` file; None downloads the official one.
+      device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+      refine: further prompts refine the chosen candidate (SamPredictor's interactive recipe).
+      display_size: longest side of the shown image (previews and overlays are at that size).
+      prefetch: encode the next (and previous) image in the background.
+      mask_cache_bytes: budget of full-size candidate masks kept cached (the history keeps
+        low-resolution logits; older full-size masks are recomputed when asked for).
+
+    Raises at once (nothing started): ``TypeError`` / ``ValueError`` for bad arguments, an
+    unknown model or device spelling, an empty list / folder / glob;
+    ``CheckpointError`` for a checkpoint that does not exist; ``ImageError`` for a single
+    image that cannot be read. In a set, an unreadable image is reported when shown.
+    """
+
+    def __init__(
+        self,
+        images: Any,
+        segmenter: Any | None = None,
+        model: str | None = "vit_b",
+        checkpoint: Any = None,
+        *,
+        device: Any = "auto",
+        cache_dir: Any = None,
+        refine: bool = True,
+        display_size: int = 800,
+        prefetch: bool = True,
+        mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
+        history_limit: int = 500,
+    ) -> None:
+        sources, self.single = resolve_images(images)
+        if self.single:  # a bad single image raises here, as always; a file keeps its path and name
+            rgb = to_rgb_uint8(sources[0])
+            self.images = ImageSet(sources if isinstance(sources[0], (str, os.PathLike)) else [rgb], loaded={0: rgb})
+        else:
+            self.images = ImageSet(sources)
+        self._pages = Pages(self.images, self.single, display_size, history_limit, keep_neighbours=bool(prefetch))
+        self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir)
+        self._budget = MaskBudget(mask_cache_bytes)
+        self.refine = bool(refine)
+        self.prefetch = bool(prefetch)
+        self.error: str | None = None
+        self.model_error: BaseException | None = None
+        self._model_ready = threading.Event()
+        self.preview: Preview | None = None
+        self._preview_wanted: tuple[int, tuple[int, int]] | None = None
+        self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
+        self._closed = False
+        self._pages.enter(0)
+        self._notifier = Notifier(self)
+        self._background = Background(self)
+        self._background.start()
+
+    # ================================================================== images
+    @property
+    def index(self) -> int:
+        """Position of the current image in :attr:`images` (0-based)."""
+        return self._pages.index
+
+    @property
+    def image(self) -> np.ndarray:
+        """The current image as ``H x W x 3`` uint8 RGB (read-only); ``ImageError`` if unreadable."""
+        return self.images.load(self._pages.index)
+
+    @property
+    def name(self) -> str:
+        """The current image's name (file name, or "image N")."""
+        return self.images.names[self._pages.index]
+
+    @property
+    def canvas_hw(self) -> tuple[int, int]:
+        """``(h, w)`` of the canvas a view shows the images on."""
+        return self._pages.canvas_hw
+
+    @property
+    def viewport(self) -> Viewport:
+        """Where the current image sits on the canvas (coordinate mapping)."""
+        return self._pages.viewport()
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of image ``index``; ``(0, 0)`` if it cannot be read."""
+        return self._pages.image_size(index)
+
+    def goto(self, index: int) -> "Session":
+        """Show image ``index`` (0-based). ``IndexError`` / ``TypeError`` for a bad index.
+
+        Its objects, prompts and undo history are as they were left; its embedding is
+        computed in the background if it was not prefetched.
+        """
+        i = self.images._check(index)
+        self._check_open()
+        if i != self.index:
+            self._stop_preview()
+            with self.lock:
+                self._pages.enter(i)
+            self.error = None
+            self._background.worker.request()
+            self._notifier.changed()
+        return self
+
+    def next(self) -> bool:
+        """Go to the next image; False (and nothing changes) on the last one."""
+        if self.index + 1 >= len(self.images):
+            return False
+        self.goto(self.index + 1)
+        return True
+
+    def prev(self) -> bool:
+        """Go to the previous image; False (and nothing changes) on the first one."""
+        if self.index == 0:
+            return False
+        self.goto(self.index - 1)
+        return True
+
+    def _page(self, i: int) -> Page:
+        return self._pages.page(i)
+
+    def objects_of(self, index: int) -> tuple[ObjectRecord, ...]:
+        """The committed objects of image ``index``."""
+        page = self._pages.get(self.images._check(index))
+        return page.history.current.objects if page is not None else ()
+
+    @property
+    def results(self) -> Results:
+        """Per image: ``results[i].objects``, ``.masks`` (N, H, W) bool, ``.labels`` (H, W) int32."""
+        return Results(self)
+
+    # ================================================================== state
+    @property
+    def history(self) -> History:
+        """The current image's undo history."""
+        return self._page(self.index).history
+
+    @property
+    def current(self) -> Snapshot:
+        """The current image's state."""
+        return self.history.current
+
+    @property
+    def prompts(self) -> Prompts:
+        return self.current.prompts
+
+    @property
+    def editing(self) -> int | None:
+        """Position in :attr:`objects` of the object being edited (refined), or None."""
+        return self.current.editing_index
+
+    @property
+    def candidates(self) -> Any | None:
+        """The current ``Prediction`` (waits for it), or None without prompts."""
+        slot = self.current.slot
+        if slot is None:
+            return None
+        self._wait_slot(slot)
+        self._budget.touch(slot.prediction)
+        return slot.prediction
+
+    @property
+    def selected(self) -> int:
+        snap = self.current
+        if snap.slot is None:
+            return 0
+        self._wait_slot(snap.slot)
+        return selected_of(snap)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(H, W)`` bool: the chosen candidate (all False without prompts); a new array."""
+        snap = self.current
+        if snap.slot is None:
+            return np.zeros(self.image.shape[:2], bool)
+        self._wait_slot(snap.slot)
+        pred = snap.slot.prediction
+        out = pred.mask(selected_of(snap)).copy()
+        self._budget.touch(pred)
+        return out
+
+    @property
+    def objects(self) -> tuple[ObjectRecord, ...]:
+        return self.current.objects
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.results[self.index].masks
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.results[self.index].labels
+
+    @property
+    def segmenter(self) -> Any | None:
+        """The ``Segmenter`` (None until the model has loaded)."""
+        return self._engine.segmenter
+
+    @property
+    def ready(self) -> threading.Event:
+        """Set once the model is loaded and the current image encoded (or either failed)."""
+        if self.model_error is not None:
+            return self._model_ready
+        return self._page(self.index).ready
+
+    @property
+    def mask_budget(self) -> MaskBudget:
+        return self._budget
+
+    # ================================================================== actions
+    def add_point(self, x: float, y: float, label: int = 1) -> "Session":
+        """Add a point prompt at image pixel ``(x, y)`` (column, row); label 1 = object, 0 = not.
+
+        Waits for the new mask. ``ValueError`` for a point outside the image, NaN, or a
+        label other than 0 / 1 (the state is left unchanged).
+        """
+        self._check_image()
+        xf, yf = self.viewport.check_point(x, y, "point")
+        if isinstance(label, bool) or label not in (0, 1):
+            raise ValueError(f"label must be 1 (object) or 0 (background), got {label!r}.")
+        self._push_prompts(self.prompts.with_point(xf, yf, int(label)))
+        return self._answer()
+
+    def add_box(self, x0: float, y0: float, x1: float, y1: float) -> "Session":
+        """Set the box prompt (XYXY image pixels; replaces any previous box). Waits for the mask."""
+        self._check_image()
+        vp = self.viewport
+        a, b = vp.check_point(x0, y0, "box corner"), vp.check_point(x1, y1, "box corner")
+        if b[0] < a[0] or b[1] < a[1]:
+            raise ValueError(f"box must have x0 <= x1 and y0 <= y1 (XYXY), got {(x0, y0, x1, y1)}.")
+        self._push_prompts(self.prompts.with_box((*a, *b)))
+        return self._answer()
+
+    def select(self, index: int) -> "Session":
+        """Choose candidate ``index`` (0-based). ``IndexError`` if there is no such candidate."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"candidate index must be an int, not {type(index).__name__}.")
+        snap = self.current
+        pred = self.candidates
+        if pred is None:
+            raise IndexError("there are no candidates to choose from: add a point or a box first.")
+        if not 0 <= index < len(pred):
+            raise IndexError(f"candidate {index} does not exist; there are {len(pred)} (0..{len(pred) - 1}).")
+        if int(index) != selected_of(snap):
+            self._push(snap.select(int(index)))
+        return self
+
+    def commit(self, label: str | None = None) -> ObjectRecord:
+        """Keep the current mask as an object (default label "object N"); clears the prompts.
+
+        While an object is being edited, it is replaced (same id, colour and label unless
+        ``label`` is given). ``ValueError`` when there is no mask (no prompts, or empty).
+        """
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"label must be a string, not {type(label).__name__}.")
+        snap = self.current
+        if snap.slot is None:
+            raise ValueError("there is no mask to commit: add a point or a box first.")
+        self._wait_slot(snap.slot)
+        sel, pred = selected_of(snap), snap.slot.prediction
+        mask = np.array(pred.mask(sel), dtype=bool)
+        self._budget.touch(pred)
+        logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
+        new = snap.commit(mask, float(pred.scores[sel]), label, logits)
+        self._push(new)
+        i = snap.editing_index
+        return new.objects[i if i is not None else -1]
+
+    def delete(self, index: int) -> "Session":
+        """Delete object ``index`` (0-based position in :attr:`objects`); ``IndexError`` if missing."""
+        self._push(self.current.delete(index))
+        return self
+
+    def rename(self, index: int, label: str) -> "Session":
+        """Give object ``index`` a new label (a non-empty string)."""
+        self._push(self.current.rename(index, label))
+        return self
+
+    def clear(self) -> "Session":
+        """Clear the current prompts and stop editing (objects stay). A no-op when there is nothing."""
+        snap = self.current
+        if snap.slot is not None or not snap.prompts.is_empty or snap.editing is not None:
+            self._push(snap.cleared())
+        return self
+
+    def edit(self, index: int) -> "Session":
+        """Edit object ``index``: its prompts become the current prompts and its mask the current
+        mask; further prompts refine it (from its low-res logits; for a mask brought in with
+        :meth:`add_object`, logits derived from the mask); :meth:`commit` replaces it."""
+        snap = self.current
+        i = snap._object_index(index)
+        obj = snap.objects[i]
+        if snap.editing == obj.id and isinstance(snap.prediction, StoredAnswer) and snap.prompts == obj.prompts:
+            return self
+        slot = PredictionSlot()
+        slot.fill(StoredAnswer(obj), None, False)
+        self._push(snap.edit(i, slot))
+        return self
+
+    def object_at(self, x: float, y: float) -> int | None:
+        """Index of the topmost object covering image pixel ``(x, y)``, or None."""
+        H, W = self.image.shape[:2]
+        c, r = int(x), int(y)
+        if not (0 <= c < W and 0 <= r < H):
+            return None
+        for i in range(len(self.objects) - 1, -1, -1):
+            if self.objects[i].mask[r, c]:
+                return i
+        return None
+
+    def add_object(self, mask: np.ndarray, label: str | None = None) -> ObjectRecord:
+        """Add an ``(H, W)`` bool mask of the current image as an object (copied; no prompts).
+
+        Refining it later (:meth:`edit`) starts from the mask. ``TypeError`` / ``ValueError``
+        for a wrong type, shape, values or an empty mask.
+        """
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"label must be a string, not {type(label).__name__}.")
+        self._check_image()
+        m = as_object_mask(mask, self.image.shape[:2])
+        new = self.current.add_objects([m], [label])
+        self._push(new)
+        return new.objects[-1]
+
+    def set_objects(self, label_image: Any) -> tuple[ObjectRecord, ...]:
+        """Replace the current image's objects by one object per non-zero value of
+        ``label_image`` (``(H, W)`` integers, 0 = background, or the path of such an image
+        file), in increasing value order. One undo step."""
+        self._check_image()
+        masks = masks_from_label_image(label_image, self.image.shape[:2])
+        snap = self.current
+        new = snap.without_objects().add_objects(masks)
+        self._push(new)
+        return new.objects
+
+    def undo(self) -> bool:
+        """Step back (prompts, candidate choice, commits, deletes, renames, edits); False if nothing to undo."""
+        if not self.history.undo():
+            return False
+        self._after_change()
+        return True
+
+    def redo(self) -> bool:
+        """Step forward again; False (no-op) when there is nothing to redo."""
+        if not self.history.redo():
+            return False
+        self._after_change()
+        return True
+
+    # ================================================================== observers
+    def on_change(self, callback: Callable[["Session"], None], remove: bool = False) -> None:
+        """Call ``callback(session)`` after every change of the mask, the objects or the image
+        (:attr:`revision` goes up by one). Callbacks may run on the worker thread."""
+        self._notifier.on_change(callback, remove)
+
+    def subscribe(self, listener: SessionListener) -> None:
+        """Follow this session (a view): see :class:`SessionListener`."""
+        if listener not in self._notifier.listeners:
+            self._notifier.listeners.append(listener)
+
+    def unsubscribe(self, listener: SessionListener) -> None:
+        if listener in self._notifier.listeners:
+            self._notifier.listeners.remove(listener)
+
+    @property
+    def revision(self) -> int:
+        """+1 after every change of the mask, the objects or the image shown."""
+        return self._notifier.revision
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while views are told about a change (a view drawing under it draws the newest state)."""
+        return self._notifier.lock
+
+    @property
+    def status(self) -> SessionStatus:
+        """What the status line says: model, device, image, progress, timings, errors."""
+        return SessionStatus.of(self)
+
+    # ================================================================== waiting
+    def wait_ready(self, timeout: float | None = None) -> "Session":
+        """Block until the model is loaded and the current image encoded. Raises what went wrong:
+        ``RuntimeError`` (model), ``ImageError`` (this image cannot be read), ``TimeoutError``."""
+        if not self.ready.wait(timeout):
+            raise TimeoutError(f"the image embedding was not ready within {timeout} s.")
+        if self.model_error is not None:
+            raise RuntimeError(f"SamWidget could not get ready: {self.model_error}") from self.model_error
+        error = self._page(self.index).error
+        if error is not None:
+            raise ImageError(error)
+        return self
+
+    def wait_idle(self, timeout: float | None = 60.0) -> "Session":
+        """Block until every pending prompt has been answered and drawn (tests, scripts)."""
+        self.wait_ready(timeout)
+        if not self._background.worker.idle.wait(timeout):
+            raise TimeoutError(f"the session was still busy after {timeout} s.")
+        return self
+
+    def wait_prefetch(self, timeout: float | None = 60.0) -> "Session":
+        """Block until the background encoding of the neighbouring images is done (tests, benchmarks)."""
+        self.wait_idle(timeout)
+        if not self._background.prefetcher.idle.wait(timeout):
+            raise TimeoutError(f"prefetching was still running after {timeout} s.")
+        return self
+
+    def close(self) -> None:
+        """Stop the background threads. Later prompts raise ``RuntimeError``."""
+        self._closed = True
+        self._background.stop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ================================================================== hover preview
+    def request_preview(self, point: tuple[int, int]) -> None:
+        """Compute the mask under image pixel ``point`` (shown while there are no prompts)."""
+        if self._closed or not self.ready.is_set() or not self.prompts.is_empty:
+            return
+        self._preview_wanted = (self.index, point)
+        self._background.worker.request_preview(point)
+
+    def stop_preview(self) -> None:
+        """Forget the hover preview (the pointer left, a click started, hover was turned off)."""
+        if self._stop_preview():
+            self._notifier.changed()
+
+    def _stop_preview(self) -> bool:
+        with self.lock:
+            had = self.preview is not None
+            self._preview_wanted = None
+            self.preview = None
+        return had
+
+    # ================================================================== plumbing
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this SamWidget was closed; create a new one.")
+
+    def _check_image(self) -> None:
+        error = self._page(self.index).error
+        if error is not None:
+            raise ImageError(error)
+
+    def _push_prompts(self, prompts: Prompts) -> Snapshot:
+        if self.model_error is not None:
+            self.wait_ready()  # raises: the model never loaded, no prompt can be answered
+        self._check_open()
+        self._check_image()
+        snap = self.current
+        base = (snap.slot, snap.selected) if snap.slot is not None else None
+        return self._push(snap.with_prompts(prompts, PredictionSlot(base=base, prompts=prompts)))
+
+    def _push(self, snap: Snapshot) -> Snapshot:
+        self.history.push(snap)
+        self._after_change()
+        return snap
+
+    def _after_change(self) -> None:
+        """Show what can be shown now; wake the worker for what needs the engine."""
+        snap = self.current
+        if snap.slot is not None and not snap.slot.done:
+            self._background.worker.request()
+        self._notifier.changed()
+
+    def _answer(self) -> "Session":
+        """Wait until the current prompts are answered and the views told (see Background.answer)."""
+        self._background.answer(self.current.slot)
+        return self
+
+    def _wait_slot(self, slot: PredictionSlot) -> None:
+        self._background.wait(slot)
+
+    # ================================================================== display (for views)
+    def display_mask(self) -> np.ndarray | None:
+        """The chosen candidate at the display size (for an overlay), or None if there is none yet."""
+        snap = self.current
+        pred = snap.prediction
+        if pred is None:
+            return None
+        return pred.mask_at_size(selected_of(snap), self.viewport.display_hw)
+
+
+def selected_of(snap: Snapshot) -> int:
+    """The chosen candidate of a snapshot (its best one unless the user chose)."""
+    if snap.selected is not None:
+        return snap.selected
+    pred = snap.prediction
+    return pred.best if pred is not None else 0

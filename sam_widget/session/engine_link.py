@@ -1,0 +1,123 @@
+"""The session's only door to the engine: load the model, encode, predict, prefetch.
+
+Every call into a ``Segmenter`` from a session goes through :class:`EngineLink`, and every
+prediction through :meth:`EngineLink.predict` -- one place to adopt new engine options
+(display-size masks, precision, segment-everything). torch is imported only when the model
+is loaded (on the worker thread), never here at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..engine.registry import CheckpointError, check_device_name, check_model_name
+
+__all__ = ["EngineLink"]
+
+
+class EngineLink:
+    """Holds the segmenter (given, or loaded from ``model`` / ``checkpoint`` on first use).
+
+    The constructor checks its arguments without importing torch and raises at once:
+    ``TypeError`` for a segmenter that is not a sam_widget ``Segmenter``, ``ValueError`` for
+    an unknown model name or a misspelt device, :class:`CheckpointError` for a checkpoint
+    path that does not exist. ``model=None`` with a checkpoint: the type is inferred from
+    the file (as ``load_sam`` does).
+    """
+
+    def __init__(
+        self,
+        segmenter: Any | None,
+        model: str | None,
+        checkpoint: str | os.PathLike | None,
+        device: Any,
+        cache_dir: str | os.PathLike | None,
+    ) -> None:
+        if segmenter is not None:
+            from ..engine.segmenter import Segmenter  # torch is loaded already: the user made one
+
+            if not isinstance(segmenter, Segmenter):
+                raise TypeError(f"segmenter must be a sam_widget Segmenter, not {type(segmenter).__name__}.")
+        else:
+            if model is not None:
+                check_model_name(model)
+            check_device_name(device)
+            if isinstance(device, str) and device.strip().lower() not in ("auto", "cpu"):
+                from ..engine.checkpoints import select_device  # asked for an accelerator: is it there?
+
+                select_device(device)
+            if checkpoint is not None:
+                if not isinstance(checkpoint, (str, os.PathLike)):
+                    raise TypeError(f"checkpoint must be a path, not {type(checkpoint).__name__}.")
+                path = os.path.expanduser(os.fspath(checkpoint))
+                if not os.path.exists(path):
+                    raise CheckpointError(
+                        f"Checkpoint file {path} does not exist. Pass the path of a SAM .pth file, or "
+                        f"checkpoint=None to download the official one."
+                    )
+                if not os.path.isfile(path):
+                    raise CheckpointError(f"Checkpoint {path} is not a regular file (pass the .pth file itself).")
+                if model == "tiny_shapes":
+                    raise ValueError("model='tiny_shapes' ships with sam_widget and takes no checkpoint.")
+            elif model is None:
+                model = "vit_b"
+        self.segmenter = segmenter
+        self._spec = (model, checkpoint, device, cache_dir)
+        if segmenter is not None:
+            self.label = segmenter.model_name
+        else:
+            self.label = model if model is not None else "SAM (from the checkpoint)"
+
+    @property
+    def loaded(self) -> bool:
+        return self.segmenter is not None
+
+    @property
+    def device(self) -> str:
+        return str(self.segmenter.device) if self.segmenter is not None else "…"
+
+    @property
+    def stats(self) -> dict:
+        return self.segmenter.stats if self.segmenter is not None else {}
+
+    def load(self) -> None:
+        """Load the model if none was given (worker thread; may take seconds to minutes)."""
+        if self.segmenter is None:
+            from ..engine.segmenter import Segmenter
+
+            model, checkpoint, device, cache_dir = self._spec
+            self.segmenter = Segmenter.from_pretrained(model, checkpoint=checkpoint, device=device, cache_dir=cache_dir)
+            self.label = self.segmenter.model_name
+
+    # ------------------------------------------------------------------ per image
+    def set_image(self, page: Any, rgb: np.ndarray) -> None:
+        """Make ``rgb`` (page ``page``'s pixels) the segmenter's image: encoded or a cache hit."""
+        seg = self.segmenter
+        with seg.exclusive():
+            seg.set_image(rgb)
+            page.seg_image = seg.image
+
+    def predict(self, page: Any, rgb: np.ndarray, **kwargs: Any) -> Any:
+        """``Segmenter.predict(**kwargs)`` on page ``page``'s image (``rgb``).
+
+        A Segmenter holds one image at a time and may be shared (several widgets, the other
+        pages of this session): if another image was set since, set ours again first (an
+        embedding-cache hit), as one step against other threads.
+        """
+        seg = self.segmenter
+        with seg.exclusive():
+            if seg.image is None or seg.image is not page.seg_image:
+                seg.set_image(rgb)
+                page.seg_image = seg.image
+            return seg.predict(**kwargs)
+
+    def prefetch(self, rgb: np.ndarray) -> bool:
+        """Encode ``rgb`` into the embedding cache in the background (True if the encoder ran)."""
+        return self.segmenter.prefetch(rgb)
+
+    def mask_input(self, mask: np.ndarray) -> np.ndarray:
+        """Low-res logits ``(1, h, w)`` for refining a mask that has none."""
+        return self.segmenter.mask_input_from_mask(mask)
