@@ -81,7 +81,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -646,6 +646,43 @@ class FastDecoder:
                 outs.append(self._decode_one(w, state, sparse[b], src, multimask, u))
             return _stack(outs)
 
+    def decode_selected(
+        self,
+        state: DecoderState,
+        sparse_embeddings: Tensor,
+        select: Callable[[Tensor], Tensor],
+    ) -> List[Tuple[Tensor, Tensor, Optional[Tensor]]]:
+        """Decode prompts, but multiply out only the masks that ``select`` asks for.
+
+        For "segment everything": the IoU head runs before the (costly) mask upscaling,
+        so masks whose predicted IoU fails a filter are never computed, and a prompt none
+        of whose masks pass skips the upscaling altogether. Prompts without a mask input.
+
+        Args:
+          state: from :meth:`prepare`.
+          sparse_embeddings: ``(B, N, C)`` from ``sam.prompt_encoder``.
+          select: called once per prompt with the IoU predictions of all
+            ``num_mask_tokens`` mask tokens (``(4,)`` for SAM: token 0 is the single-mask
+            output, tokens 1-3 the multimask outputs); returns the token indices to
+            compute (a 1-d int64 tensor, possibly empty).
+
+        Returns one ``(iou (num_mask_tokens,), tokens (k,), logits (k, 4h, 4w) or None)``
+        per prompt; the logits equal :meth:`decode`'s for the same tokens up to
+        floating-point summation order.
+        """
+        sig, w = self._weights()
+        state = self._check_state(state, sig, w)
+        B = _check_sparse(sparse_embeddings, w)
+        out: List[Tuple[Tensor, Tensor, Optional[Tensor]]] = []
+        with torch.no_grad():
+            for b in range(B):
+                queries, keys = self._transformer_one(w, state, sparse_embeddings[b], None, None)
+                iou = w.iou_head(queries[0:1])[0]
+                tokens = torch.as_tensor(select(iou), dtype=torch.long, device=w.device).reshape(-1)
+                logits = self._masks_one(w, queries, keys, tokens) if tokens.numel() else None
+                out.append((iou, tokens, logits))
+        return out
+
     # -------------------------------------------------------------- internals
     def _check_state(self, state, sig: tuple, w: _Weights) -> DecoderState:
         if not isinstance(state, DecoderState):
@@ -693,6 +730,15 @@ class FastDecoder:
         """One prompt: ``sparse (N, C)``. The image side is ``src`` = features + dense
         ``(HW, C)`` if given, else ``src0 + u^T wd`` (a mask input) if ``u`` is given, else
         ``src0`` (no mask input)."""
+        queries, keys = self._transformer_one(w, st, sparse, src, u)
+        iou = w.iou_head(queries[0:1])[0]
+        sel = slice(1, w.num_mask_tokens) if multimask else slice(0, 1)
+        return self._masks_one(w, queries, keys, sel), iou[sel]
+
+    def _transformer_one(
+        self, w: _Weights, st: DecoderState, sparse: Tensor, src: Optional[Tensor], u: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor]:
+        """The two-way transformer for one prompt: ``(queries (T, C), keys (HW, C))``."""
         tokens = torch.cat([w.tokens, sparse], dim=0)  # (T, C)
         T = tokens.shape[0]
         fold = all(a.foldable(T) for a in w.attns)
@@ -732,9 +778,11 @@ class FastDecoder:
         q = queries + query_pe
         attn_out = w.final.t2i(q, keys) if fold else w.final.t2i_full(q, keys)
         queries = _ln(w.norm_final, queries + attn_out)
+        return queries, keys
 
-        iou = w.iou_head(queries[0:1])[0]
-        sel = slice(1, w.num_mask_tokens) if multimask else slice(0, 1)
+    def _masks_one(self, w: _Weights, queries: Tensor, keys: Tensor, sel) -> Tensor:
+        """Low-res logits ``(k, 4h, 4w)`` of the mask tokens ``sel`` (a slice or an index
+        tensor into the ``num_mask_tokens`` mask tokens) of one decoded prompt."""
         x = queries[1 : 1 + w.num_mask_tokens][sel].unsqueeze(1)  # (k, 1, C)
         for li, (hw_, hb) in enumerate(w.hyper):
             x = torch.baddbmm(hb[sel], x, hw_[sel])
@@ -742,7 +790,7 @@ class FastDecoder:
                 x = x.relu_()
         if w.hyper_sigmoid:
             x = torch.sigmoid(x)
-        return self._upscale_and_mask(w, keys, x[:, 0, :]), iou[sel]
+        return self._upscale_and_mask(w, keys, x[:, 0, :])
 
     @staticmethod
     def _upscale_and_mask(w: _Weights, keys: Tensor, hyper_in: Tensor) -> Tensor:
