@@ -342,6 +342,7 @@ class _Run:
         return _Source(
             full=crop.full_mask,
             display=lambda logits, size: up.to_display(logits[None], size)[0],
+            stats=getattr(crop, "lazy_stats", None),
             crop_box=tuple(crop.crop_box),
             image_size=self.snap.image_size,
         )
@@ -394,14 +395,15 @@ class _Run:
         n = len(data["iou_preds"])
         for i in range(n):
             x0, y0, x1, y1 = (int(v) for v in data["boxes"][i])
-            area = int(data["areas"][i])
-            bbox = (x0, y0, x1 - x0 + 1, y1 - y0 + 1) if area > 0 else (0, 0, 0, 0)
+            area = int(data["areas"][i])  # -1: not computed (lazy)
+            stability = float(data["stability_score"][i])
+            bbox = (0, 0, 0, 0) if area == 0 else (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
             source = self.sources[int(data["source"][i])]
             out.append(
                 Proposal(
                     score=float(data["iou_preds"][i]),
-                    stability=float(data["stability_score"][i]),
-                    area=area,
+                    stability=None if area < 0 else stability,
+                    area=None if area < 0 else area,
                     bbox=bbox,
                     point=tuple(float(v) for v in data["points"][i]),
                     crop_box=tuple(int(v) for v in data["crop_boxes"][i]),

@@ -152,17 +152,22 @@ class FastCrop(_Crop):
             low_res = low_res.cpu()
             for j, tok in enumerate(tokens.tolist()):
                 lr = low_res[j]
-                st = self.resampler.stats(lr, (self._t_hi, self._t_lo, self.threshold), self.threshold)
-                inter, union, area = st.counts
-                stab = np.float32(inter) / np.float32(union) if union else np.float32("nan")
-                if self.p.stability_score_thresh > 0.0 and not stab >= self._stab_thresh:
-                    continue
+                if self.p.stability_score_thresh > 0.0:  # decided here: exact counts
+                    stab, area, box = self._stats(lr)
+                    if not stab >= self._stab_thresh:
+                        continue
+                else:  # nothing to decide: the box (for NMS) now, the rest when asked
+                    box = self.resampler.box(lr, self.threshold)
+                    if box is None:  # an empty mask: cheap, and settles the area
+                        stab, area, box = self._stats(lr)
+                    else:
+                        stab, area = np.float32("nan"), -1
                 ious.append(iou[tok])
                 pts.append(points[b])
                 stabs.append(float(stab))
-                boxes.append(st.box)
+                boxes.append(box)
                 areas.append(area)
-                logits.append(lr)
+                logits.append(lr.clone())
         n = len(ious)
         h, w = self.resampler.low_res
         data = MaskData(
@@ -176,6 +181,18 @@ class FastCrop(_Crop):
         if n:
             self._edge_filter(data)
         return data
+
+    def _stats(self, logits: torch.Tensor) -> tuple[np.float32, int, tuple[int, int, int, int]]:
+        """Stability (float32, NaN if nothing is above the low cutoff), area and box."""
+        st = self.resampler.stats(logits, (self._t_hi, self._t_lo, self.threshold), self.threshold)
+        inter, union, area = st.counts
+        stab = np.float32(inter) / np.float32(union) if union else np.float32("nan")
+        return stab, area, st.box
+
+    def lazy_stats(self, logits: np.ndarray) -> tuple[float, int]:
+        """``(stability, area)`` of a proposal whose run did not need them."""
+        stab, area, _ = self._stats(torch.as_tensor(logits))
+        return float(stab), int(area)
 
     def full_mask(self, logits: np.ndarray) -> np.ndarray:
         """The ``(h, w)`` bool mask at the crop's size, from the same window evaluation

@@ -28,7 +28,8 @@ class _Source:
     """How the masks of one crop are made from their low-res logits (set by the runner).
 
     ``full(logits) -> (H, W) bool`` at the crop's size, ``display(logits, (h, w)) ->
-    (h, w) bool`` at a display size of the crop; ``crop_box`` ``(x0, y0, x1, y1)`` and
+    (h, w) bool`` at a display size of the crop, ``stats(logits) -> (stability, area)``
+    (for values a fast run did not need to decide); ``crop_box`` ``(x0, y0, x1, y1)`` and
     ``image_size`` ``(H, W)`` place the crop in the image.
     """
 
@@ -36,11 +37,13 @@ class _Source:
         self,
         full: Callable[[np.ndarray], np.ndarray],
         display: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+        stats: Callable[[np.ndarray], tuple[float, int]] | None,
         crop_box: tuple[int, int, int, int],
         image_size: tuple[int, int],
     ) -> None:
         self.full = full
         self.display = display
+        self.stats = stats
         self.crop_box = crop_box
         self.image_size = image_size
 
@@ -63,15 +66,18 @@ class Proposal:
       crop_box: ``(x0, y0, x1, y1)`` XYXY pixel edges of the image crop it was found in
         (the whole image unless ``crop_n_layers > 0``).
       mask: ``(H, W)`` bool at the image size, computed on first access and then kept.
+
+    In fast mode, when no stability threshold had to be decided (``stability_score_thresh
+    = 0``), ``stability`` and ``area`` are computed on first access.
     """
 
-    __slots__ = ("score", "stability", "area", "bbox", "point", "crop_box", "_logits", "_source", "_mask", "_lock")
+    __slots__ = ("score", "_stability", "_area", "bbox", "point", "crop_box", "_logits", "_source", "_mask", "_lock")
 
     def __init__(
         self,
         score: float,
-        stability: float,
-        area: int,
+        stability: float | None,
+        area: int | None,
         bbox: tuple[int, int, int, int],
         point: tuple[float, float],
         crop_box: tuple[int, int, int, int],
@@ -80,8 +86,8 @@ class Proposal:
         mask: np.ndarray | None = None,
     ) -> None:
         self.score = float(score)
-        self.stability = float(stability)
-        self.area = int(area)
+        self._stability = None if stability is None else float(stability)
+        self._area = None if area is None else int(area)
         self.bbox = tuple(int(v) for v in bbox)
         self.point = (float(point[0]), float(point[1]))
         self.crop_box = tuple(int(v) for v in crop_box)
@@ -96,6 +102,28 @@ class Proposal:
             f"Proposal(score={self.score:.3f}, stability={self.stability:.3f}, area={self.area}, "
             f"bbox=(x={x}, y={y}, w={w}, h={h}), point=({self.point[0]:.1f}, {self.point[1]:.1f}))"
         )
+
+    @property
+    def stability(self) -> float:
+        """Stability score (float; NaN for a mask with no pixel above ``mask_threshold -
+        stability_score_offset``, as segment_anything computes it)."""
+        if self._stability is None:
+            self._fill_stats()
+        return self._stability
+
+    @property
+    def area(self) -> int:
+        """Number of mask pixels."""
+        if self._area is None:
+            if self._mask is not None:
+                self._area = int(np.count_nonzero(self._mask))
+            else:
+                self._fill_stats()
+        return self._area
+
+    def _fill_stats(self) -> None:
+        stability, area = self._source.stats(self._logits)
+        self._stability, self._area = float(stability), int(area)
 
     @property
     def box(self) -> tuple[int, int, int, int]:

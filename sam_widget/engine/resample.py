@@ -70,12 +70,19 @@ class WindowStats:
 class Resampler:
     """``postprocess_masks`` for one geometry, as ``Ay @ L @ Ax.T`` evaluated in windows.
 
+    ``Ay`` / ``Ax`` are banded (each image row / column is made of ``K <= 4`` neighbouring
+    low-res rows / columns), so they are kept as ``K`` index and weight vectors and applied
+    as ``K`` gathers and multiply-adds per axis: ``K * (h * w_win + H_win * W_win)`` work
+    for a window instead of the two interpolations over the whole image.
+
     Args:
       low_res: ``(h, w)`` of the logits (``4 x`` the embedding grid).
       img_size: the model's square input side (1024 for the official models).
       input_size: ``(h, w)`` of the image after ``ResizeLongestSide``.
       original_size: ``(H, W)`` of the image (or crop) the masks are for.
     """
+
+    _BLOCK = 16  # rows / columns evaluated at a time when looking for a box edge
 
     def __init__(
         self,
@@ -88,19 +95,30 @@ class Resampler:
         self.original_size = (int(original_size[0]), int(original_size[1]))
         ay = _axis(self.low_res[0], img_size, int(input_size[0]), self.original_size[0])
         ax = _axis(self.low_res[1], img_size, int(input_size[1]), self.original_size[1])
-        self._ay = torch.from_numpy(ay.astype(np.float32))
-        self._ax = torch.from_numpy(ax.astype(np.float32))
         # support of each image row / column: first and last low-res index with a weight
         self._y_lo, self._y_hi = _support(ay)
         self._x_lo, self._x_hi = _support(ax)
+        self._iy, self._wy = _band(ay, self._y_lo, self._y_hi)
+        self._ix, self._wx = _band(ax, self._x_lo, self._x_hi)
 
-    def window(self, logits: torch.Tensor, threshold: float) -> tuple[tuple[int, int, int, int], torch.Tensor] | None:
-        """Image-size logits over the smallest window holding every pixel ``> threshold``.
+    # -------------------------------------------------------------- banded products
+    def _rows(self, sub: torch.Tensor, r0: int, y0: int, y1: int) -> torch.Tensor:
+        """``Ay[y0:y1] @ L`` for ``sub = L[r0:r1, :]`` (rows ``y0:y1`` must use only those)."""
+        iy, wy = self._iy[y0:y1] - r0, self._wy[y0:y1]
+        out = sub.index_select(0, iy[:, 0]) * wy[:, :1]
+        for k in range(1, iy.shape[1]):
+            out.addcmul_(sub.index_select(0, iy[:, k]), wy[:, k : k + 1])
+        return out
 
-        ``logits``: ``(h, w)`` float32 on the CPU. Returns ``((y0, y1, x0, x1), F)`` with
-        ``F`` the ``(y1 - y0, x1 - x0)`` logits of those pixels, or ``None`` when no pixel
-        can exceed ``threshold``. Pixels outside the window are ``<= threshold``.
-        """
+    def _cols(self, sub: torch.Tensor, c0: int, x0: int, x1: int) -> torch.Tensor:
+        """``L @ Ax[x0:x1].T`` for ``sub = L[:, c0:c1]``."""
+        ix, wx = self._ix[x0:x1] - c0, self._wx[x0:x1]
+        out = sub.index_select(1, ix[:, 0]) * wx[:, 0]
+        for k in range(1, ix.shape[1]):
+            out.addcmul_(sub.index_select(1, ix[:, k]), wx[:, k])
+        return out
+
+    def _span(self, logits: torch.Tensor, threshold: float):
         hot = logits > threshold
         rows = torch.nonzero(hot.any(1)).flatten()
         if rows.numel() == 0:
@@ -110,36 +128,80 @@ class Resampler:
         xs = _span(self._x_lo, self._x_hi, int(cols[0]), int(cols[-1]))
         if ys is None or xs is None:  # only logits no image pixel is made of (padding)
             return None
-        (y0, y1, r0, r1), (x0, x1, c0, c1) = ys, xs
-        ay = self._ay[y0:y1, r0:r1]
-        ax = self._ax[x0:x1, c0:c1]
+        return ys, xs
+
+    # -------------------------------------------------------------- public
+    def window(self, logits: torch.Tensor, threshold: float) -> tuple[tuple[int, int, int, int], torch.Tensor] | None:
+        """Image-size logits over the smallest window holding every pixel ``> threshold``.
+
+        ``logits``: ``(h, w)`` float32 on the CPU. Returns ``((y0, y1, x0, x1), F)`` with
+        ``F`` the ``(y1 - y0, x1 - x0)`` logits of those pixels, or ``None`` when no pixel
+        can exceed ``threshold``. Pixels outside the window are ``<= threshold``.
+        """
+        span = self._span(logits, threshold)
+        if span is None:
+            return None
+        (y0, y1, r0, r1), (x0, x1, c0, c1) = span
+        rows = self._rows(logits[r0:r1, c0:c1], r0, y0, y1)
+        return (y0, y1, x0, x1), self._cols(rows, c0, x0, x1)
+
+    def box(self, logits: torch.Tensor, threshold: float) -> tuple[int, int, int, int] | None:
+        """``(x0, y0, x1, y1)`` (inclusive ends) of the image-size pixels ``> threshold``,
+        ``None`` if there are none, found by evaluating only the rows and columns near the
+        box's edges (far cheaper than the window for large masks)."""
+        span = self._span(logits, threshold)
+        if span is None:
+            return None
+        (y0, y1, r0, r1), (x0, x1, c0, c1) = span
         sub = logits[r0:r1, c0:c1]
-        nr, nc, hy, wx = r1 - r0, c1 - c0, y1 - y0, x1 - x0
-        if hy * nr * nc + hy * nc * wx <= nr * nc * wx + hy * nr * wx:
-            values = torch.mm(torch.mm(ay, sub), ax.t())
-        else:
-            values = torch.mm(ay, torch.mm(sub, ax.t()))
-        return (y0, y1, x0, x1), values
+        by_rows = self._rows(sub, r0, y0, y1)  # (rows of the window, low-res columns)
+
+        def row_hits(a: int, b: int) -> torch.Tensor:
+            return (self._cols(by_rows[a - y0 : b - y0], c0, x0, x1) > threshold).any(1)
+
+        top = _first(row_hits, y0, y1, self._BLOCK)
+        if top is None:
+            return None
+        bottom = _last(row_hits, top, y1, self._BLOCK)
+        by_cols = self._cols(sub, c0, x0, x1)  # (low-res rows, columns of the window)
+        ya, yb = top, bottom + 1
+        ra = int(self._y_lo[ya])
+        part = by_cols[ra - r0 : int(self._y_hi[yb - 1]) + 1 - r0]
+
+        def col_hits(a: int, b: int) -> torch.Tensor:
+            return (self._rows(part[:, a - x0 : b - x0], ra, ya, yb) > threshold).any(0)
+
+        left = _first(col_hits, x0, x1, self._BLOCK)
+        right = _last(col_hits, left, x1, self._BLOCK)
+        return (left, top, right, bottom)
 
     def stats(self, logits: torch.Tensor, thresholds: tuple[float, ...], mask_threshold: float) -> WindowStats:
         """Pixel counts above each of ``thresholds`` and the box of ``> mask_threshold``.
 
-        ``thresholds`` must include ``mask_threshold`` or lower values only if the box is to
-        be exact: the window is taken for ``min(thresholds + (mask_threshold,))``.
+        The window is taken for the lowest of ``thresholds`` and ``mask_threshold``.
         """
         lowest = min(min(thresholds), mask_threshold)
         got = self.window(logits, lowest)
         if got is None:
             return WindowStats(tuple(0 for _ in thresholds), (0, 0, 0, 0))
         (y0, _, x0, _), values = got
-        counts = tuple(int((values > t).sum()) for t in thresholds)
-        inside = values > mask_threshold
-        rows = torch.nonzero(inside.any(1)).flatten()
-        if rows.numel() == 0:
+        v = values.numpy()
+        counts = tuple(int(np.count_nonzero(v > t)) for t in thresholds)
+        inside = v > mask_threshold
+        rows = np.flatnonzero(inside.any(1))
+        if rows.size == 0:
             return WindowStats(counts, (0, 0, 0, 0))
-        cols = torch.nonzero(inside.any(0)).flatten()
+        cols = np.flatnonzero(inside.any(0))
         box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]), y0 + int(rows[-1]))
         return WindowStats(counts, box)
+
+    def counts(self, logits: torch.Tensor, thresholds: tuple[float, ...]) -> tuple[int, ...]:
+        """Pixel counts above each of ``thresholds``."""
+        got = self.window(logits, min(thresholds))
+        if got is None:
+            return tuple(0 for _ in thresholds)
+        v = got[1].numpy()
+        return tuple(int(np.count_nonzero(v > t)) for t in thresholds)
 
     def mask(self, logits: torch.Tensor, threshold: float) -> np.ndarray:
         """The image-size ``(H, W)`` bool mask ``F > threshold``."""
@@ -149,6 +211,35 @@ class Resampler:
             (y0, y1, x0, x1), values = got
             out[y0:y1, x0:x1] = (values > threshold).numpy()
         return out
+
+
+def _first(hits, a: int, b: int, block: int) -> int | None:
+    """The first index in ``[a, b)`` where ``hits(lo, hi)`` (a bool vector over ``lo:hi``) is set."""
+    for lo in range(a, b, block):
+        h = hits(lo, min(lo + block, b))
+        if bool(h.any()):
+            return lo + int(torch.nonzero(h)[0])
+    return None
+
+
+def _last(hits, a: int, b: int, block: int) -> int:
+    """The last index in ``[a, b)`` where ``hits`` is set (one is known to be, at ``a``)."""
+    for hi in range(b, a, -block):
+        h = hits(max(hi - block, a), hi)
+        if bool(h.any()):
+            return max(hi - block, a) + int(torch.nonzero(h)[-1])
+    return a
+
+
+def _band(m: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, K)`` indices and float32 weights of the non-zero band of each row of ``m``."""
+    k = int((hi - lo).max()) + 1
+    idx = lo[:, None] + np.arange(k)[None, :]
+    past = idx > hi[:, None]
+    idx[past] = np.broadcast_to(lo[:, None], idx.shape)[past]  # padding: own band, weight 0
+    wts = np.take_along_axis(m, idx, axis=1)
+    wts[past] = 0.0
+    return torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(wts.astype(np.float32))
 
 
 def _support(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
