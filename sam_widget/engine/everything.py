@@ -151,7 +151,7 @@ def _float(p: EverythingParams, name: str, lo: float, hi: float, hi_open: bool =
         raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {v!r}.")
     v = float(v)
     inside = lo <= v < hi if hi_open else lo <= v <= hi
-    if math.isnan(v) or not inside:
+    if not math.isfinite(v) or not inside:
         rng = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
         raise ValueError(f"{name} must be a number in {rng}, got {v!r}.")
     object.__setattr__(p, name, v)
