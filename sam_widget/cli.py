@@ -204,12 +204,12 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``sam-widget`` argument parser (``segment`` is its only command)."""
+    """The ``sam-widget`` argument parser (commands ``segment`` and ``everything``)."""
     parser = _Parser(
         prog=PROG,
         description="Segment Anything (SAM) from the command line: give an image and a "
         "prompt (points and/or a box), get masks as PNG and NumPy files.",
-        epilog=_EXAMPLES + "\nrun 'sam-widget segment --help' for all options.",
+        epilog=_EXAMPLES + "\nrun 'sam-widget segment --help' or 'sam-widget everything --help' for all options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--show", action="store_true", help="also open the figure in a window")
     seg.set_defaults(func=_run_segment)
+    from .cli_everything import add_everything_parser
+
+    add_everything_parser(sub, MODEL_CHOICES, DEFAULT_MODEL, OFFLINE_MODEL)
     return parser
 
 
@@ -667,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
     if args.command is None:
-        return _fail("choose a command: segment (see 'sam-widget --help').")
+        return _fail("choose a command: segment or everything (see 'sam-widget --help').")
     try:
         return args.func(args)
     except CLIError as e:
