@@ -490,6 +490,13 @@ def test_decode_selected_computes_only_the_selected_masks(tiny_sam):
     assert torch.allclose(iou0[1:], full_iou[0], atol=1e-6) and torch.allclose(iou1[1:], full_iou[1], atol=1e-6)
     assert tok0.tolist() == [3, 1] and torch.allclose(lr0, full[0][[2, 0]], atol=1e-5)
     assert tok1.numel() == 0 and lr1 is None
+    # many sparse tokens (10 points): the folded batch path does not apply, one prompt at a time
+    many = torch.rand(2, 10, 2) * 100
+    sparse, dense = tiny_sam.prompt_encoder(points=(many, torch.ones(2, 10, dtype=torch.int)), boxes=None, masks=None)
+    full, full_iou = dec.decode(state, sparse, dense, multimask=True)
+    out = dec.decode_selected(state, sparse, lambda iou: torch.tensor([2]))
+    for b, (i, tok, lr) in enumerate(out):
+        assert torch.allclose(i[1:], full_iou[b], atol=1e-6) and torch.allclose(lr, full[b][[1]], atol=1e-5)
 
 
 # ------------------------------------------------------------------ vit_b

@@ -90,6 +90,9 @@ from torch import Tensor
 
 __all__ = ["FastDecoder", "DecoderState", "PERFORMANCE"]
 
+_BATCH_ELEMENTS = 1 << 22  # decode_selected: prompts per chunk ~ this / (C * h * w) (4 for vit_b:
+# larger chunks were no faster there, the image-side tensors then fall out of the caches)
+
 PERFORMANCE = """
 Measured on the project's 2-core AVX-512 CPU (shared with other jobs), vit_b-size decoder
 (256 channels, 64x64 grid, random weights), prompt encoder included, medians of 30 shuffled
@@ -675,12 +678,26 @@ class FastDecoder:
         B = _check_sparse(sparse_embeddings, w)
         out: List[Tuple[Tensor, Tensor, Optional[Tensor]]] = []
         with torch.no_grad():
-            for b in range(B):
-                queries, keys = self._transformer_one(w, state, sparse_embeddings[b], None, None)
-                iou = w.iou_head(queries[0:1])[0]
-                tokens = torch.as_tensor(select(iou), dtype=torch.long, device=w.device).reshape(-1)
-                logits = self._masks_one(w, queries, keys, tokens) if tokens.numel() else None
-                out.append((iou, tokens, logits))
+            from . import fast_decoder_batch as fdb
+
+            if not fdb.supported(w, sparse_embeddings.shape[1]):
+                for b in range(B):
+                    queries, keys = self._transformer_one(w, state, sparse_embeddings[b], None, None)
+                    iou = w.iou_head(queries[0:1])[0]
+                    tokens = torch.as_tensor(select(iou), dtype=torch.long, device=w.device).reshape(-1)
+                    logits = self._masks_one(w, queries, keys, tokens) if tokens.numel() else None
+                    out.append((iou, tokens, logits))
+                return out
+            # prompts in chunks of about _BATCH_ELEMENTS image-side values
+            chunk = max(1, min(B, _BATCH_ELEMENTS // (w.c * w.grid[0] * w.grid[1])))
+            for c0 in range(0, B, chunk):
+                queries, keys = fdb.transformer_batch(w, state, sparse_embeddings[c0 : c0 + chunk])
+                ious = w.iou_head(queries[:, 0])
+                picks = [torch.as_tensor(select(i), dtype=torch.long, device=w.device).reshape(-1) for i in ious]
+                chosen = [b for b, t in enumerate(picks) if t.numel()]
+                masks = fdb.masks_batch(w, queries[chosen], keys[chosen], [picks[b] for b in chosen]) if chosen else []
+                by_prompt = dict(zip(chosen, masks))
+                out += [(ious[b], picks[b], by_prompt.get(b)) for b in range(len(picks))]
         return out
 
     # -------------------------------------------------------------- internals
