@@ -137,7 +137,11 @@ def test_exact_mode_equals_the_official_generator_with_crops_and_small_regions_o
     records = official(shapes_sam, image, **params)
     assert len(records) >= 3
     assert len({tuple(r["crop_box"]) for r in records}) > 1  # proposals from several crops
-    assert_same_as_official(ours(shapes_sam, image, True, **params), records)
+    props = ours(shapes_sam, image, True, **params)
+    assert_same_as_official(props, records)
+    H, W = image.shape[:2]
+    for p in props:  # display-size masks of crop proposals land in the right place
+        assert iou(p.mask_at_size((H // 2, W // 2)), p.mask[::2, ::2]) > 0.8
 
 
 def test_exact_mode_with_explicit_point_grids(tiny_sam):

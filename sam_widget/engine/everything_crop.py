@@ -105,7 +105,8 @@ class ExactCrop(_Crop):
         self._edge_filter(data)
         data["areas"] = data["masks"].flatten(1).sum(1)
         del data["masks"]
-        data["logits"] = data["logits"].cpu()
+        for key in ("iou_preds", "stability_score", "boxes", "areas", "logits"):  # the rest runs on the CPU
+            data[key] = data[key].cpu()
         return data
 
     @torch.no_grad()
