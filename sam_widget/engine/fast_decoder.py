@@ -10,6 +10,8 @@ Usage::
     # or prompt encoding included (faster with a mask input; same results):
     low_res, iou = dec.predict(state, points=(coords, labels), boxes=None, masks=None,
                                multimask=True)
+    # many prompts, masks only for the tokens select(iou) picks ("segment everything"):
+    for iou, tokens, low_res in dec.decode_selected(state, sparse, select): ...
 
 ``low_res`` is ``(B, k, 4h, 4w)`` mask logits and ``iou`` ``(B, k)`` predicted IoU, ``k`` = 3
 if ``multimask`` else 1: exactly the shapes and meaning of ``MaskDecoder.forward``'s outputs.
