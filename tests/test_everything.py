@@ -74,13 +74,19 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def assert_same_as_official(props: Proposals, records: list[dict]) -> None:
-    """Mask for mask: each record has exactly one proposal with the same mask and numbers."""
+    """Mask for mask: the records and the proposals pair up one to one, each pair with the
+    same grid point, predicted IoU, mask and numbers."""
     assert not props.partial
     assert len(props) == len(records)
     unmatched = list(props)
     for r in records:
-        hits = [p for p in unmatched if np.array_equal(p.mask, r["segmentation"])]
-        assert len(hits) == 1, f"record with score {r['predicted_iou']} has {len(hits)} equal proposals"
+        hits = [
+            p
+            for p in unmatched
+            if p.point == tuple(r["point_coords"][0]) and p.score == r["predicted_iou"]
+            and np.array_equal(p.mask, r["segmentation"])
+        ]
+        assert hits, f"no proposal equals the record with score {r['predicted_iou']}"
         p = hits[0]
         unmatched.remove(p)
         assert p.score == pytest.approx(r["predicted_iou"], abs=0, rel=0)
@@ -151,6 +157,18 @@ def test_exact_mode_with_explicit_point_grids(tiny_sam):
     records = official(tiny_sam, image, **params)
     assert len(records) >= 5
     assert_same_as_official(ours(tiny_sam, image, True, **params), records)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (1, 200), (7, 300)])
+def test_tiny_and_thin_images_match_the_official_generator(tiny_sam, shape):
+    params = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    image = make_image(*shape, seed=0)
+    records = official(tiny_sam, image, **params)
+    assert len(records) == 48  # nothing filtered: 16 points x 3 masks
+    assert_same_as_official(ours(tiny_sam, image, True, **params), records)
+    fast = ours(tiny_sam, image, False, **params)
+    assert len(fast) == 48 and all(p.area == np.count_nonzero(p.mask) for p in fast)
+    assert min(agreement(fast, records)) >= AGREEMENT_IOU
 
 
 # ------------------------------------------------------------------ fast agreement
