@@ -16,6 +16,8 @@ _EXPORTS = {
     "CheckpointError": ".engine.checkpoints",
     "Segmenter": ".engine.segmenter",
     "Prediction": ".engine.segmenter",
+    "Proposal": ".engine.proposals",
+    "Proposals": ".engine.proposals",
     "SamWidget": ".ui.widget",
     "Session": ".session",
     "ImageError": ".images",

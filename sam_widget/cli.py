@@ -198,12 +198,12 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``sam-widget`` argument parser (``segment`` is its only command)."""
+    """The ``sam-widget`` argument parser (commands ``segment`` and ``everything``)."""
     parser = _Parser(
         prog=PROG,
         description="Segment Anything (SAM) from the command line: give an image and a "
         "prompt (points and/or a box), get masks as PNG and NumPy files.",
-        epilog=_EXAMPLES + "\nrun 'sam-widget segment --help' for all options.",
+        epilog=_EXAMPLES + "\nrun 'sam-widget segment --help' or 'sam-widget everything --help' for all options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prompts and the candidate index of each mask)",
     )
     seg.set_defaults(func=_run_segment)
+    from .cli_everything import add_everything_parser
+
+    add_everything_parser(sub, MODEL_CHOICES, DEFAULT_MODEL, OFFLINE_MODEL)
     from .io.commands import add_export_parser
 
     add_export_parser(sub).set_defaults(func=_run_export)
@@ -712,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
     if args.command is None:
-        return _fail("choose a command: segment, export or batch (see 'sam-widget --help').")
+        return _fail("choose a command: segment, everything, export or batch (see 'sam-widget --help').")
     try:
         return args.func(args)
     except CLIError as e:

@@ -445,7 +445,7 @@ ERROR_CASES = [
     ),
     ("segment --image_path IMG --input_box 1,1,5,5 --checkpoint DIR", "is not a file"),
     ("segment --image_path IMG --input_box 1,1,5,5 --output FILE", "exists and is not a directory"),
-    ("", "choose a command: segment, export or batch"),
+    ("", "choose a command: segment, everything, export or batch"),
     ("explode", "invalid choice: 'explode'"),
 ]
 

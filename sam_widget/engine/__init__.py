@@ -13,6 +13,8 @@ _EXPORTS = {
     "build_sam": ".models",
     "random_sam": ".models",
     "Prediction": ".segmenter",
+    "Proposal": ".proposals",
+    "Proposals": ".proposals",
     "Segmenter": ".segmenter",
 }
 __all__ = sorted(_EXPORTS)

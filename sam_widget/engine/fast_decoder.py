@@ -10,6 +10,8 @@ Usage::
     # or prompt encoding included (faster with a mask input; same results):
     low_res, iou = dec.predict(state, points=(coords, labels), boxes=None, masks=None,
                                multimask=True)
+    # many prompts, masks only for the tokens select(iou) picks ("segment everything"):
+    for iou, tokens, low_res in dec.decode_selected(state, sparse, select): ...
 
 ``low_res`` is ``(B, k, 4h, 4w)`` mask logits and ``iou`` ``(B, k)`` predicted IoU, ``k`` = 3
 if ``multimask`` else 1: exactly the shapes and meaning of ``MaskDecoder.forward``'s outputs.
@@ -81,7 +83,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -89,6 +91,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["FastDecoder", "DecoderState", "PERFORMANCE"]
+
+_BATCH_ELEMENTS = 1 << 22  # decode_selected: prompts per chunk ~ this / (C * h * w) (4 for vit_b:
+# larger chunks were no faster there, the image-side tensors then fall out of the caches)
 
 PERFORMANCE = """
 Measured on the project's 2-core AVX-512 CPU (shared with other jobs), vit_b-size decoder
@@ -646,6 +651,57 @@ class FastDecoder:
                 outs.append(self._decode_one(w, state, sparse[b], src, multimask, u))
             return _stack(outs)
 
+    def decode_selected(
+        self,
+        state: DecoderState,
+        sparse_embeddings: Tensor,
+        select: Callable[[Tensor], Tensor],
+    ) -> List[Tuple[Tensor, Tensor, Optional[Tensor]]]:
+        """Decode prompts, but multiply out only the masks that ``select`` asks for.
+
+        For "segment everything": the IoU head runs before the (costly) mask upscaling,
+        so masks whose predicted IoU fails a filter are never computed, and a prompt none
+        of whose masks pass skips the upscaling altogether. Prompts without a mask input.
+
+        Args:
+          state: from :meth:`prepare`.
+          sparse_embeddings: ``(B, N, C)`` from ``sam.prompt_encoder``.
+          select: called once per prompt with the IoU predictions of all
+            ``num_mask_tokens`` mask tokens (``(4,)`` for SAM: token 0 is the single-mask
+            output, tokens 1-3 the multimask outputs); returns the token indices to
+            compute (a 1-d int64 tensor, possibly empty).
+
+        Returns one ``(iou (num_mask_tokens,), tokens (k,), logits (k, 4h, 4w) or None)``
+        per prompt; the logits equal :meth:`decode`'s for the same tokens up to
+        floating-point summation order.
+        """
+        sig, w = self._weights()
+        state = self._check_state(state, sig, w)
+        B = _check_sparse(sparse_embeddings, w)
+        out: List[Tuple[Tensor, Tensor, Optional[Tensor]]] = []
+        with torch.no_grad():
+            from . import fast_decoder_batch as fdb
+
+            if not fdb.supported(w, sparse_embeddings.shape[1]):
+                for b in range(B):
+                    queries, keys = self._transformer_one(w, state, sparse_embeddings[b], None, None)
+                    iou = w.iou_head(queries[0:1])[0]
+                    tokens = torch.as_tensor(select(iou), dtype=torch.long, device=w.device).reshape(-1)
+                    logits = self._masks_one(w, queries, keys, tokens) if tokens.numel() else None
+                    out.append((iou, tokens, logits))
+                return out
+            # prompts in chunks of about _BATCH_ELEMENTS image-side values
+            chunk = max(1, min(B, _BATCH_ELEMENTS // (w.c * w.grid[0] * w.grid[1])))
+            for c0 in range(0, B, chunk):
+                queries, keys = fdb.transformer_batch(w, state, sparse_embeddings[c0 : c0 + chunk])
+                ious = w.iou_head(queries[:, 0])
+                picks = [torch.as_tensor(select(i), dtype=torch.long, device=w.device).reshape(-1) for i in ious]
+                chosen = [b for b, t in enumerate(picks) if t.numel()]
+                masks = fdb.masks_batch(w, queries[chosen], keys[chosen], [picks[b] for b in chosen]) if chosen else []
+                by_prompt = dict(zip(chosen, masks))
+                out += [(ious[b], picks[b], by_prompt.get(b)) for b in range(len(picks))]
+        return out
+
     # -------------------------------------------------------------- internals
     def _check_state(self, state, sig: tuple, w: _Weights) -> DecoderState:
         if not isinstance(state, DecoderState):
@@ -693,6 +749,15 @@ class FastDecoder:
         """One prompt: ``sparse (N, C)``. The image side is ``src`` = features + dense
         ``(HW, C)`` if given, else ``src0 + u^T wd`` (a mask input) if ``u`` is given, else
         ``src0`` (no mask input)."""
+        queries, keys = self._transformer_one(w, st, sparse, src, u)
+        iou = w.iou_head(queries[0:1])[0]
+        sel = slice(1, w.num_mask_tokens) if multimask else slice(0, 1)
+        return self._masks_one(w, queries, keys, sel), iou[sel]
+
+    def _transformer_one(
+        self, w: _Weights, st: DecoderState, sparse: Tensor, src: Optional[Tensor], u: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor]:
+        """The two-way transformer for one prompt: ``(queries (T, C), keys (HW, C))``."""
         tokens = torch.cat([w.tokens, sparse], dim=0)  # (T, C)
         T = tokens.shape[0]
         fold = all(a.foldable(T) for a in w.attns)
@@ -732,9 +797,11 @@ class FastDecoder:
         q = queries + query_pe
         attn_out = w.final.t2i(q, keys) if fold else w.final.t2i_full(q, keys)
         queries = _ln(w.norm_final, queries + attn_out)
+        return queries, keys
 
-        iou = w.iou_head(queries[0:1])[0]
-        sel = slice(1, w.num_mask_tokens) if multimask else slice(0, 1)
+    def _masks_one(self, w: _Weights, queries: Tensor, keys: Tensor, sel) -> Tensor:
+        """Low-res logits ``(k, 4h, 4w)`` of the mask tokens ``sel`` (a slice or an index
+        tensor into the ``num_mask_tokens`` mask tokens) of one decoded prompt."""
         x = queries[1 : 1 + w.num_mask_tokens][sel].unsqueeze(1)  # (k, 1, C)
         for li, (hw_, hb) in enumerate(w.hyper):
             x = torch.baddbmm(hb[sel], x, hw_[sel])
@@ -742,7 +809,7 @@ class FastDecoder:
                 x = x.relu_()
         if w.hyper_sigmoid:
             x = torch.sigmoid(x)
-        return self._upscale_and_mask(w, keys, x[:, 0, :]), iou[sel]
+        return self._upscale_and_mask(w, keys, x[:, 0, :])
 
     @staticmethod
     def _upscale_and_mask(w: _Weights, keys: Tensor, hyper_in: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from ..images import to_rgb_uint8
 from .cache import DiskCache, DiskEntry, MemoryLRU, image_key
 from .fast import fast_encoder_forward
 from .fast_decoder import FastDecoder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .proposals import Proposals
 
 __all__ = ["Segmenter", "Prediction", "DEFAULT_MEMORY_CACHE_BYTES"]
 
@@ -361,32 +364,7 @@ class Segmenter:
         key = image_key(rgb)
         t0 = time.perf_counter()
         with self._lock:
-            fp = self.fingerprint
-            cached = self._memory.get(key + fp)
-            if cached is not None:
-                self.stats["memory_hits"] += 1
-                if self._disk is not None and not self._disk.path_for(key, fp).exists():
-                    # deleted meanwhile (or written by another process's run): keep disk complete
-                    self._disk.put(key, fp, DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]))
-            elif self._disk is not None and (entry := self._disk.get(key, fp)) is not None:
-                cached = (
-                    torch.from_numpy(entry.features).to(self.device),
-                    entry.original_size,
-                    entry.input_size,
-                )
-                self.stats["disk_hits"] += 1
-                self._remember(key, fp, cached)
-            elif (cached := self._wait_for_prefetch(key + fp)) is not None:
-                self.stats["memory_hits"] += 1
-            else:
-                cached = self._encode(rgb)
-                self._remember(key, fp, cached)
-                if self._disk is not None:
-                    self._disk.put(
-                        key,
-                        fp,
-                        DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]),
-                    )
+            cached = self._embedding(rgb, key)
             self._features, self._original_size, self._input_size = cached
             self._decoder_state = None  # prepared on the first predict (keeps cache hits ~ms)
             self._image, self._key = rgb, key
@@ -466,6 +444,35 @@ class Segmenter:
         out[0, :rows, :cols] = torch.log(frac / (1 - frac))
         return out.numpy()
 
+    def _embedding(self, rgb: np.ndarray, key: str) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """``(features, original_size, input_size)`` of ``rgb`` from the caches (or from a
+        :meth:`prefetch` of it in flight), else encoded (and cached). Does not change the
+        current image; callers other than set_image (the crops of segment_everything) call it
+        without holding the lock."""
+        fp = self.fingerprint
+        cached = self._memory.get(key + fp)
+        if cached is not None:
+            self.stats["memory_hits"] += 1
+            if self._disk is not None and not self._disk.path_for(key, fp).exists():
+                # deleted meanwhile (or written by another process's run): keep disk complete
+                self._disk.put(key, fp, DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]))
+        elif self._disk is not None and (entry := self._disk.get(key, fp)) is not None:
+            cached = (
+                torch.from_numpy(entry.features).to(self.device),
+                entry.original_size,
+                entry.input_size,
+            )
+            self.stats["disk_hits"] += 1
+            self._remember(key, fp, cached)
+        elif (cached := self._wait_for_prefetch(key + fp)) is not None:
+            self.stats["memory_hits"] += 1
+        else:
+            cached = self._encode(rgb)
+            self._remember(key, fp, cached)
+            if self._disk is not None:
+                self._disk.put(key, fp, DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]))
+        return cached
+
     def _remember(self, key: str, fp: str, value: tuple) -> None:
         feats = value[0]
         self._memory.put(key + fp, value, feats.element_size() * feats.nelement())
@@ -533,6 +540,57 @@ class Segmenter:
             if not isinstance(multimask, (bool, np.bool_)):
                 raise TypeError(f"multimask must be True or False, not {multimask!r}.")
             return self._predict(pts, lbl, bx, mi, bool(multimask))
+
+    def segment_everything(
+        self,
+        points_per_side: int | None = 32,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        box_nms_thresh: float = 0.7,
+        min_mask_region_area: int = 0,
+        crop_n_layers: int = 0,
+        progress: bool = True,
+        cancel: threading.Event | None = None,
+        *,
+        on_batch: Any = None,
+        **params: Any,
+    ) -> "Proposals":
+        """Every object of the current image: SAM's automatic mask generator.
+
+        Parameters and their meaning are ``segment_anything.SamAutomaticMaskGenerator``'s
+        (``points_per_batch``, ``stability_score_offset``, ``crop_nms_thresh``,
+        ``crop_overlap_ratio``, ``crop_n_points_downscale_factor``, ``point_grids`` go in
+        ``**params``); with ``exact=True`` the masks equal its ``generate(image)``'s. Uses
+        the cached embedding (no encode for the current image).
+
+        Args:
+          progress: show a tqdm progress bar (terminal or notebook), advanced per batch.
+          cancel: a ``threading.Event``; once set, the run stops before its next batch and
+            returns what it found, with ``partial=True``.
+          on_batch: called with the proposals found so far (a partial ``Proposals``) after
+            every batch, on this thread.
+
+        Returns a :class:`~sam_widget.engine.proposals.Proposals` sorted by predicted IoU,
+        highest first (each with ``.mask``, ``.score``, ``.stability``, ``.bbox`` COCO
+        XYWH, ``.area``, ``.point``). Raises ``ValueError`` naming a bad parameter and
+        ``RuntimeError`` if no image is set. Does not hold the Segmenter's lock while it
+        decodes; a second call waits for the first (see :mod:`sam_widget.engine.everything`).
+        """
+        from .everything import EverythingParams, segment_everything
+
+        unknown = sorted(set(params) - set(EverythingParams.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"segment_everything() got unexpected keyword argument(s): {', '.join(unknown)}.")
+        p = EverythingParams(
+            points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            box_nms_thresh=box_nms_thresh,
+            min_mask_region_area=min_mask_region_area,
+            crop_n_layers=crop_n_layers,
+            **params,
+        )
+        return segment_everything(self, p, progress=progress, cancel=cancel, on_batch=on_batch)
 
     @torch.no_grad()
     def _predict(self, pts, lbl, bx, mi, multimask: bool) -> Prediction:
