@@ -15,7 +15,6 @@ once. Runs are resumable: an image whose embedding (or result) is already there 
 
 from __future__ import annotations
 
-import glob as _glob
 import os
 import time
 from pathlib import Path
@@ -29,40 +28,23 @@ from .tasks import as_result, precompute_task, segment_task
 
 __all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
 
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"}
-
-
 def image_paths(images: Any) -> list[str]:
-    """The image files named by ``images``: a folder (its image files, sorted), a glob
-    pattern, a single file path, or a list of paths. Raises ``TypeError`` for arrays and
-    other non-paths, ``ValueError`` for an empty list, an empty folder or a glob that
-    matches nothing."""
-    if isinstance(images, (str, os.PathLike)):
-        text = os.fspath(images)
-        p = Path(text).expanduser()
-        if p.is_dir():
-            files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in _SUFFIXES)
-            if not files:
-                raise ValueError(f"the folder {text!r} holds no image files.")
-            return files
-        if p.exists():
-            return [str(p)]
-        files = sorted(f for f in _glob.glob(os.path.expanduser(text), recursive=True) if os.path.isfile(f))
-        if not files:
-            raise ValueError(f"no image file matches {text!r}.")
-        return files
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("the list of images is empty.")
-        out = []
-        for k, item in enumerate(images):
-            if not isinstance(item, (str, os.PathLike)):
-                raise TypeError(
-                    f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
-                )
-            out.append(os.fspath(item))
-        return out
-    raise TypeError(f"images must be a folder, a glob pattern or a list of file paths, not {type(images).__name__}.")
+    """The image files named by ``images``: a folder (its image files, in natural name order),
+    a glob pattern, a single file path, or a list of paths -- the same rules as
+    ``SamWidget``/``Session`` (:func:`sam_widget.session.images.resolve_images`), but files
+    only: workers read them themselves. Raises ``TypeError`` for arrays and other non-paths,
+    ``ValueError`` for an empty list, an empty folder or a glob that matches nothing."""
+    from ..session.images import resolve_images
+
+    if not isinstance(images, (str, os.PathLike, list, tuple)):
+        raise TypeError(f"images must be a folder, a glob pattern or a list of file paths, not {type(images).__name__}.")
+    sources, _single = resolve_images(images)
+    for k, item in enumerate(sources):
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(
+                f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
+            )
+    return [os.fspath(p) for p in sources]
 
 
 def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict) -> ModelSpec:
@@ -170,7 +152,7 @@ def everything(
     new results. Parameters are checked on the first image: a bad one fails every image
     with the same message (and the command line exits 1).
     """
-    from .everything import everything_task
+    from .amg import everything_task
 
     paths = image_paths(images)
     if not isinstance(polygons, bool):

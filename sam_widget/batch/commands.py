@@ -55,7 +55,7 @@ def add_batch_parser(sub: Any, handler: Any = None) -> argparse.ArgumentParser:
         if name == "segment":
             k.add_argument("--prompts", metavar="FILE", required=True, help="COCO file whose bbox fields are the box prompts")
         if name == "everything":
-            from .everything import add_everything_arguments
+            from .amg import add_everything_arguments
 
             add_everything_arguments(k)
         where = k.add_argument_group("where to run")
@@ -84,7 +84,7 @@ def run_batch(args: argparse.Namespace) -> int:
         report = segment(images, prompts=args.prompts, output=args.coco, cache_dir=args.cache_dir,
                          polygons=args.polygons, **common)
     else:
-        from .everything import everything_params
+        from .amg import everything_params
 
         report = everything(images, output=args.coco, cache_dir=args.cache_dir, polygons=args.polygons,
                             **everything_params(args), **common)
