@@ -99,6 +99,12 @@ class ObjectRecord:
     ``id``: its number on this image (1, 2, ...; never reused, the colour follows it);
     ``logits``: the committed candidate's low-resolution logits ``(1, h, w)`` float32, the
     ``mask_input`` for refining it (None: derived from the mask when needed).
+    ``candidate``: which of the model's answers to ``prompts`` was kept (None: unknown, or a
+    mask brought in); ``chain``: the earlier steps of its refinement, oldest first, as
+    ``(prompts, candidate)`` pairs -- each step was answered by the model and its chosen
+    candidate's logits were the ``mask_input`` of the next one (empty: ``prompts`` were
+    answered from the prompts alone). Both go into the session file, so that a loaded
+    object's logits can be recomputed exactly.
     """
 
     label: str
@@ -108,6 +114,8 @@ class ObjectRecord:
     prompts: Prompts
     id: int
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    candidate: int | None = field(default=None, compare=False)
+    chain: tuple[tuple[Prompts, int | None], ...] = field(default=(), repr=False, compare=False)
 
     @cached_property  # the mask never changes; the object list shows this on every redraw
     def area(self) -> int:
@@ -161,11 +169,20 @@ class Snapshot:
         """Choose candidate ``index`` (checked against the prediction by the caller)."""
         return replace(self, selected=int(index))
 
-    def commit(self, mask: np.ndarray, score: float, label: str | None = None, logits: np.ndarray | None = None) -> "Snapshot":
+    def commit(
+        self,
+        mask: np.ndarray,
+        score: float,
+        label: str | None = None,
+        logits: np.ndarray | None = None,
+        candidate: int | None = None,
+        chain: tuple[tuple[Prompts, int | None], ...] = (),
+    ) -> "Snapshot":
         """Keep ``mask`` ((H, W) bool, made read-only) as an object and clear the prompts.
 
         While editing, the edited object is replaced in place (same id, colour and, unless
         ``label`` is given, label); otherwise a new object "object N" is appended.
+        ``candidate`` / ``chain``: how the mask was made (see :class:`ObjectRecord`).
         Raises ``ValueError`` for an empty mask.
         """
         if not mask.any():
@@ -175,11 +192,16 @@ class Snapshot:
         i = self.editing_index
         if i is not None:
             old = self.objects[i]
-            new = replace(old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits)
+            new = replace(
+                old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits,
+                candidate=candidate, chain=tuple(chain),
+            )
             objects, next_id = self.objects[:i] + (new,) + self.objects[i + 1 :], self.next_object_id
         else:
             n = self.next_object_id
-            new = ObjectRecord(label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits)
+            new = ObjectRecord(
+                label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits, candidate, tuple(chain)
+            )
             objects, next_id = self.objects + (new,), n + 1
         return replace(self, prompts=Prompts(), slot=None, selected=0, objects=objects, next_object_id=next_id, editing=None)
 
@@ -190,6 +212,16 @@ class Snapshot:
             mask.setflags(write=False)
             label = ((labels[k] if labels else None) or "").strip() or f"object {n}"
             objects.append(ObjectRecord(label, object_color(n - 1), mask, float("nan"), Prompts(), n))
+            n += 1
+        return replace(self, objects=tuple(objects), next_object_id=n)
+
+    def with_added(self, records: "list[ObjectRecord] | tuple[ObjectRecord, ...]") -> "Snapshot":
+        """Append objects made elsewhere (e.g. read from a COCO file), keeping their label, mask,
+        score, prompts and provenance; each gets the next id and that id's colour."""
+        objects, n = list(self.objects), self.next_object_id
+        for rec in records:
+            rec.mask.setflags(write=False)
+            objects.append(replace(rec, id=n, color=object_color(n - 1)))
             n += 1
         return replace(self, objects=tuple(objects), next_object_id=n)
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..images import ImageError
 from ..state import PredictionSlot
 from .pages import Page
+from .provenance import logits_for
 from .worker import Prefetcher, Worker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,7 +148,7 @@ class Background:
 
     def _answer_slot(self, page: Page, slot: PredictionSlot) -> None:
         s = self.s
-        mask_input, multimask = self._prediction_request(slot)
+        mask_input, multimask = self._prediction_request(slot, page)
         try:
             rgb = s.images.load(page.index)
             pred = s._engine.predict(page, rgb, **slot.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
@@ -159,7 +160,7 @@ class Background:
             s._budget.touch(pred)
             s.stats["predictions"] += 1
 
-    def _prediction_request(self, slot: PredictionSlot) -> tuple[np.ndarray | None, bool]:
+    def _prediction_request(self, slot: PredictionSlot, page: Page) -> tuple[np.ndarray | None, bool]:
         """``(mask_input, multimask)`` for a slot: refine from the nearest answered earlier step."""
         if not self.s.refine:
             return None, True
@@ -171,8 +172,8 @@ class Background:
         bslot, bsel = base
         pred = bslot.prediction
         sel = bsel if bsel is not None else pred.best
-        if pred.logits is None:  # an object brought in as a mask: logits from the mask
-            pred.logits = self.s._engine.mask_input(pred.object.mask)
+        if pred.logits is None:  # a loaded object (its chain replayed) or a mask brought in (from the mask)
+            pred.logits = logits_for(self.s, page, pred.object)
         return pred.logits[sel : sel + 1], False
 
     def compute_preview(self, point: tuple[int, int]) -> None:

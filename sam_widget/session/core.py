@@ -29,10 +29,12 @@ from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
 from ..viewport import Viewport
 from .engine_link import EngineLink
 from .images import ImageSet, resolve_images
-from .inputs import as_object_mask, masks_from_label_image
+from .inputs import as_object_mask, label_names, masks_from_label_image
 from .background import Background
+from .files import SessionFiles
 from .notify import Notifier
 from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Pages, Results, StoredAnswer
+from .provenance import provenance
 from .status import SessionStatus
 
 __all__ = ["Session", "SessionListener", "Preview"]
@@ -60,7 +62,7 @@ class Preview:
     mask: np.ndarray
 
 
-class Session:
+class Session(SessionFiles):
     """Segment Anything over one image or a set of images, headless.
 
     Args:
@@ -75,11 +77,19 @@ class Session:
       prefetch: encode the next (and previous) image in the background.
       mask_cache_bytes: budget of full-size candidate masks kept cached (the history keeps
         low-resolution logits; older full-size masks are recomputed when asked for).
+      autosave: a session file (e.g. ``"work.json"``) that every committed change is written
+        to, atomically, within about a second, on a background thread. If it exists, its
+        objects are restored first (matched to ``images`` by path, in-memory images by the
+        sha256 of their pixels) and :attr:`status` says so. An autosave file that cannot be
+        read, or holds objects on images that are not given, raises and is left untouched.
+        See :meth:`save` / :meth:`load` for what the file holds.
 
     Raises at once (nothing started): ``TypeError`` / ``ValueError`` for bad arguments, an
     unknown model or device spelling, an empty list / folder / glob;
     ``CheckpointError`` for a checkpoint that does not exist; ``ImageError`` for a single
-    image that cannot be read. In a set, an unreadable image is reported when shown.
+    image that cannot be read; ``ValueError`` for an autosave path in a missing directory;
+    :class:`~sam_widget.io.FormatError` for an autosave file that cannot be restored. In a set,
+    an unreadable image is reported when shown.
     """
 
     def __init__(
@@ -96,6 +106,8 @@ class Session:
         prefetch: bool = True,
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
         history_limit: int = 500,
+        autosave: str | os.PathLike[str] | None = None,
+        _restore: Any = None,
     ) -> None:
         sources, self.single = resolve_images(images)
         if self.single:  # a bad single image raises here, as always; a file keeps its path and name
@@ -115,10 +127,11 @@ class Session:
         self._preview_wanted: tuple[int, tuple[int, int]] | None = None
         self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
         self._closed = False
-        self._pages.enter(0)
+        self._pages.enter(self._init_files(autosave, _restore))  # restores saved work (may raise; nothing runs yet)
         self._notifier = Notifier(self)
         self._background = Background(self)
         self._background.start()
+        self._start_files()
 
     # ================================================================== images
     @property
@@ -326,7 +339,8 @@ class Session:
         mask = np.array(pred.mask(sel), dtype=bool)
         self._budget.touch(pred)
         logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
-        new = snap.commit(mask, float(pred.scores[sel]), label, logits)
+        candidate, chain = provenance(snap, sel)  # kept in the session file (see provenance.py)
+        new = snap.commit(mask, float(pred.scores[sel]), label, logits, candidate, chain)
         self._push(new)
         i = snap.editing_index
         return new.objects[i if i is not None else -1]
@@ -390,11 +404,12 @@ class Session:
     def set_objects(self, label_image: Any) -> tuple[ObjectRecord, ...]:
         """Replace the current image's objects by one object per non-zero value of
         ``label_image`` (``(H, W)`` integers, 0 = background, or the path of such an image
-        file), in increasing value order. One undo step."""
+        file), in increasing value order. One undo step. A label PNG written by
+        :meth:`export_png` brings its objects' labels back."""
         self._check_image()
         masks = masks_from_label_image(label_image, self.image.shape[:2])
         snap = self.current
-        new = snap.without_objects().add_objects(masks)
+        new = snap.without_objects().add_objects(masks, label_names(label_image, len(masks)))
         self._push(new)
         return new.objects
 
@@ -470,9 +485,11 @@ class Session:
         return self
 
     def close(self) -> None:
-        """Stop the background threads. Later prompts raise ``RuntimeError``."""
+        """Stop the background threads (and write what autosave has pending). Later prompts raise
+        ``RuntimeError``."""
         self._closed = True
         self._background.stop()
+        self._close_files()
 
     @property
     def closed(self) -> bool:

@@ -34,6 +34,7 @@ class SessionStatus:
     count: int
     name: str
     editing: str | None
+    notice: str | None = None  # e.g. "restored 12 objects on 3 images from work.json"
 
     @classmethod
     def of(cls, s: "Session") -> "SessionStatus":
@@ -67,6 +68,7 @@ class SessionStatus:
             count=len(s.images),
             name=s.name,
             editing=snap.objects[i].label if i is not None else None,
+            notice=s.notice,
         )
 
     def parts(self) -> list[tuple[str, bool]]:
@@ -87,6 +89,8 @@ class SessionStatus:
             out.append((f"encode {self.encode_s:.1f} s" if self.encode_s else cached, False))
             ms = "–" if self.decode_s is None else f"{self.decode_s * 1000:.0f} ms"
             out.append((f"last decode {ms}", False))
+        if self.notice:
+            out.append((self.notice, False))
         if self.editing is not None:
             out.append((f"editing “{self.editing}”: clicks refine it, Enter replaces it, Esc stops", False))
         if self.message:

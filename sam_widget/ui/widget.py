@@ -65,6 +65,9 @@ class SamWidget(widgets.VBox):
         every prompt change asks for three candidates from the prompts alone.
       hover: preview the mask under the pointer before any click.
       prefetch: with several images, encode the next one while the current one is shown.
+      autosave: a session file (e.g. ``"work.json"``): every committed change is written to it
+        within about a second, off the click path; if it exists, its objects are restored
+        first and the status line says so (see :class:`~sam_widget.session.Session`).
 
     Bad arguments raise at once: ``ValueError`` for an unknown model or device name, an
     empty folder or list, a glob matching nothing; ``CheckpointError`` for a checkpoint path
@@ -91,14 +94,17 @@ class SamWidget(widgets.VBox):
         cache_dir: str | None = None,
         prefetch: bool = True,
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
+        autosave: str | None = None,
     ) -> None:
         self._owns_session = not isinstance(image, Session)
         if not self._owns_session:
+            if autosave is not None:
+                raise ValueError("autosave belongs to the session: pass it to Session(...), not to SamWidget(session).")
             session = image
         else:
             session = Session(
                 image, segmenter, model, checkpoint, device=device, cache_dir=cache_dir, refine=refine,
-                display_size=display_size, prefetch=prefetch, mask_cache_bytes=mask_cache_bytes,
+                display_size=display_size, prefetch=prefetch, mask_cache_bytes=mask_cache_bytes, autosave=autosave,
             )  # fmt: skip
         self._session = session
         try:
@@ -358,6 +364,65 @@ class SamWidget(widgets.VBox):
                 self._callbacks.remove(callback)
         elif callback not in self._callbacks:
             self._callbacks.append(callback)
+
+    # ------------------------------------------------------------------ files (the session does the work)
+    @property
+    def autosave(self) -> Any:
+        """The autosave file (a ``Path``), or None."""
+        return self._session.autosave
+
+    def save(self, path: Any = None) -> Any:
+        """Write the whole session (every image, its objects with masks, labels, colours, scores,
+        prompts, ids; the current image; the model) to ``path`` as a session file, atomically;
+        ``None``: the autosave file, now. Load it with :meth:`SamWidget.load`. See
+        :meth:`Session.save <sam_widget.session.Session.save>`."""
+        return self._session.save(path)
+
+    @classmethod
+    def load(cls, path: Any, images: Any = None, *, hover: bool = False, **kwargs: Any) -> "SamWidget":
+        """A widget over a session saved with :meth:`save` (or by autosave), e.g. in a new
+        kernel: same images, objects, prompts, ids and current image; the undo history starts
+        fresh. ``images``: the pixels of images that were given in memory (checked by sha256);
+        ``kwargs``: the session's arguments (``autosave=True`` keeps saving into ``path``). See
+        :meth:`Session.load <sam_widget.session.Session.load>`."""
+        return cls._owning(Session.load(path, images, **kwargs), hover)
+
+    def to_coco(self, path: Any = None, **options: Any) -> dict:
+        """Every image and its objects as COCO instances JSON (written to ``path`` when given);
+        ``polygons=True`` for polygons. See :meth:`Session.to_coco <sam_widget.session.Session.to_coco>`."""
+        return self._session.to_coco(path, **options)
+
+    def export_png(self, out_dir: Any, **options: Any) -> list:
+        """Per image a label PNG equal to ``results[i].labels`` (``per_object=True``: one mask
+        PNG per object) into ``out_dir``. See :meth:`Session.export_png <sam_widget.session.Session.export_png>`."""
+        return self._session.export_png(out_dir, **options)
+
+    def measurements(self, **options: Any) -> Any:
+        """pandas DataFrame, one row per object of every image (area, bbox, centroid, perimeter,
+        ..., mean intensity; ``pixel_size=`` for physical units). See
+        :meth:`Session.measurements <sam_widget.session.Session.measurements>`."""
+        return self._session.measurements(**options)
+
+    @classmethod
+    def from_coco(cls, path: Any, image_dir: Any = None, *, images: Any = None, hover: bool = False, **kwargs: Any) -> "SamWidget":
+        """A widget over the images of a COCO file, every annotation an editable object. See
+        :meth:`Session.from_coco <sam_widget.session.Session.from_coco>`."""
+        return cls._owning(Session.from_coco(path, image_dir, images=images, **kwargs), hover)
+
+    def load_coco(self, path: Any, image_dir: Any = None) -> int:
+        """Add a COCO file's annotations as objects of these images; returns how many. See
+        :meth:`Session.load_coco <sam_widget.session.Session.load_coco>`."""
+        return self._session.load_coco(path, image_dir)
+
+    @classmethod
+    def _owning(cls, session: Session, hover: bool) -> "SamWidget":
+        try:
+            w = cls(session, hover=hover)
+        except BaseException:
+            session.close()
+            raise
+        w._owns_session = True  # made here: closing the widget closes it
+        return w
 
     def snapshot(self, full_size: bool = False) -> np.ndarray:
         """A still picture of what the widget shows: the image, the objects, the current mask and
