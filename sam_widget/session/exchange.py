@@ -129,7 +129,14 @@ def _coco_keys(coco_image: Any) -> dict[str, Any]:
 
 def plan_coco(path: Any, image_dir: Any = None, images: Any = None) -> tuple[list[Any], RestorePlan]:
     """Image sources and the objects of a COCO file, for a new session (``from_coco``)."""
-    ds = sio.read_coco(path, image_dir=image_dir)
+    folder = None
+    if image_dir is not None:
+        if not isinstance(image_dir, (str, os.PathLike)):
+            raise TypeError(f"image_dir must be a folder path, not {type(image_dir).__name__}.")
+        folder = Path(image_dir).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"image_dir {str(folder)!r} is not a directory.")
+    ds = sio.read_coco(path)  # (image files are looked up below: images= may give some of them)
     file = Path(path).expanduser()
     if not ds.images:
         raise sio.FormatError(file, "lists no images.")
@@ -148,12 +155,13 @@ def plan_coco(path: Any, image_dir: Any = None, images: Any = None) -> tuple[lis
             raise ValueError(f"images must hold one entry per image of {str(file)!r} ({len(ds.images)}; None: its file), or be a dict.")
     sources, missing = [], []
     for i, im in enumerate(ds.images):
-        src = given.get(i, im.path)
+        found = im.path if folder is None else (folder / im.file_name if (folder / im.file_name).is_file() else None)
+        src = given.get(i, found)
         if src is None:
             missing.append(im.file_name)
         sources.append(str(src) if isinstance(src, Path) else src)
     if missing:
-        where = f"in {str(Path(image_dir))!r}" if image_dir is not None else f"next to {str(file)!r}"
+        where = f"in {str(folder)!r}" if folder is not None else f"next to {str(file)!r}"
         raise ValueError(
             f"{str(file)!r}: {len(missing)} image file(s) not found {where}: {', '.join(missing[:5])}"
             f"{', …' if len(missing) > 5 else ''}. Pass image_dir= (the folder holding them) or images=."
