@@ -601,3 +601,15 @@ def test_kill_9_at_random_moments_leaves_a_file_holding_a_prefix_of_the_commits(
     assert done > 0 and len(set(kept)) > 1  # commits reached the disk, across several kills
     leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("work.json", "pics")]
     assert all(n.startswith(".work.json.") and n.endswith(".tmp") for n in leftovers)  # never a torn target
+
+
+def test_the_save_load_benchmark_runs_end_to_end():
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "session_files_bench.py"), "--size", "200x300", "--objects", "6",
+         "--images", "2", "--reps", "1"],
+        capture_output=True, text=True, env=child_env(), timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Session save / load: 6 objects on 2 image(s) of 200x300" in res.stdout
+    for what in ("| save (", "| load, new process: `Session.load` returns", "| load, same process"):
+        assert what in res.stdout
