@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             s.goto(i)
             for j, m in enumerate(group):
                 obj = s.add_object(m, f"blob {j % 5}")
-                ys, xs = np.nonzero(m[:: max(1, hw[0] // 64), :: max(1, hw[1] // 64)])
-                p0 = Prompts(((float(xs[0] * (hw[1] // 64)), float(ys[0] * (hw[0] // 64))),), (1,))
+                ys, xs = np.nonzero(m)
+                p0 = Prompts(((float(xs[len(xs) // 2]), float(ys[len(ys) // 2])),), (1,))
                 p1 = p0.with_point(p0.points[0][0] + 3, p0.points[0][1] + 3, 1)
                 with_prompts = replace(obj, prompts=p1, candidate=0, chain=((p0, 2),), score=0.9)
                 snap = s.current
