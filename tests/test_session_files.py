@@ -613,3 +613,24 @@ def test_the_save_load_benchmark_runs_end_to_end():
     assert "Session save / load: 6 objects on 2 image(s) of 200x300" in res.stdout
     for what in ("| save (", "| load, new process: `Session.load` returns", "| load, same process"):
         assert what in res.stdout
+
+
+EXIT_CHILD = r"""
+import sys
+import numpy as np
+from sam_widget.session import autosave
+autosave.QUIET_S, autosave.MAX_DELAY_S = 600.0, 600.0   # the thread would not write before the end
+from sam_widget import Session
+s = Session(np.zeros((40, 50, 3), np.uint8), model="tiny_shapes", autosave=sys.argv[1], prefetch=False)
+m = np.zeros((40, 50), bool); m[5:9, 5:9] = True
+s.add_object(m, "at exit")
+print("added", flush=True)
+"""
+
+
+def test_the_end_of_the_process_writes_what_autosave_has_pending(tmp_path):
+    work = tmp_path / "work.json"
+    res = subprocess.run([sys.executable, "-c", EXIT_CHILD, str(work)], capture_output=True, text=True,
+                         env=child_env(), timeout=300)
+    assert "added" in res.stdout, res.stderr
+    assert saved_labels(work) == [["at exit"]]  # written by the atexit hook (no close() was called)
