@@ -31,7 +31,7 @@ from sam_widget.io import FormatError
 from sam_widget.session import autosave as autosave_mod
 from sam_widget.session.autosave import due_at
 from sam_widget.session.provenance import replay_logits
-from sam_widget.state import Prompts, object_color
+from sam_widget.state import Prompts
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (192, 256)

@@ -31,7 +31,7 @@ from .images import ImageSet
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Session
 
-__all__ = ["RestorePlan", "save_session", "plan_load", "plan_autosave", "apply_plan", "load_sources", "model_record"]
+__all__ = ["RestorePlan", "save_session", "plan_load", "plan_autosave", "read_autosave", "apply_plan", "load_sources", "model_record"]
 
 
 @dataclass
