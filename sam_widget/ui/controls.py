@@ -62,7 +62,8 @@ class Controls:
         self.help_btn = widgets.ToggleButton(description="?", tooltip="keyboard shortcuts", layout=widgets.Layout(width="36px"))
         self.opacity_slider = widgets.FloatSlider(
             value=DEFAULT_OPACITY, min=0.0, max=1.0, step=0.05, description="opacity", readout=False,
-            tooltip="fill opacity of the masks", style={"description_width": "auto"}, layout=widgets.Layout(width="150px"),
+            tooltip="fill opacity of the masks", style={"description_width": "auto"},
+            layout=widgets.Layout(width="160px", margin="2px 4px 2px 14px"),
         )
         self.toolbar = widgets.HBox(
             [self.nav, self.mode, self.undo_btn, self.redo_btn, self.clear_btn, self.refine_box, self.hover_box,
