@@ -14,6 +14,9 @@ Screenshots (of the widget) kept in ``tests/browser/artifacts/``: ``display_1_cu
 ``display_2_after_enter.png``, ``display_3_highlight.png``, ``display_4_opacity.png``,
 ``display_5_help.png``, ``display_6_photo.png``.
 
+``SAM_WIDGET_README_SHOT=1`` also saves the README's picture, ``docs/widget.png`` (three
+objects and the current mask with its candidates, default look).
+
 ``SAM_DISPLAY_SHOTS_ONLY=1`` takes the same screenshots and checks nothing: it was used to
 take the "before" pictures from a checkout of the code before these changes.
 """
@@ -33,6 +36,7 @@ from .test_hosts import _array, _marker_zone, _wait_canvas_shows
 
 pytestmark = pytest.mark.browser
 
+REPO = Path(__file__).resolve().parents[2]
 SHOTS_ONLY = os.environ.get("SAM_DISPLAY_SHOTS_ONLY") == "1"
 CANVAS = ".jp-OutputArea-output canvas"
 SETUP = """
@@ -147,6 +151,16 @@ def test_masks_candidates_highlight_opacity_help_and_status_in_the_page(open_nb,
         page.keyboard.press("Enter")
         _idle(nb, "w", f"len(w.objects) == {k}")
     _buttons_match(nb, root, 0)
+    if os.environ.get("SAM_WIDGET_README_SHOT"):  # the README's picture: objects + a current mask
+        x, y = nb.eval("list(_deepest_pixel(demo.true_masks[4]))")
+        canvas_click(page, canvas, x, y, wd, h)
+        _idle(nb, "w", "len(w.prompts.points) == 1")
+        _buttons_match(nb, root, 3)
+        REPO.joinpath("docs").mkdir(exist_ok=True)
+        _shot(root, REPO / "docs", "widget.png")
+        canvas_hover(page, canvas, x, y, wd, h)
+        page.keyboard.press("Escape")
+        _idle(nb, "w", "w.prompts.is_empty")
 
     # 4. choosing "0: object 1" in the list highlights the ellipse; the others dim
     root.locator("select").select_option(index=0)
