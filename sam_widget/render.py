@@ -1,8 +1,10 @@
 """Pixels for the screen: display sizing, mask overlays and their bounding boxes.
 
-NumPy + Pillow only (no torch, no widgets). Arrays are ``(rows, cols)`` = ``(h, w)``;
-overlays are RGBA uint8 cut to the mask's bounding box, with the box's top-left corner
-``(x0, y0)`` in display pixels.
+NumPy + Pillow (and scikit-image's CIEDE2000 colour difference); no torch, no widgets.
+Arrays are ``(rows, cols)`` = ``(h, w)``; overlays are RGBA uint8 cut to the mask's bounding
+box, with the box's top-left corner ``(x0, y0)`` in display pixels. The look of masks (a dark
+edge, a light line, a fill; the current mask's colour; highlight and dimming) is decided
+here, once, for the canvas and the static picture alike.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .viewport import fit_size
 
 __all__ = [
     "fit_size", "resize_rgb", "resize_mask", "bbox", "Overlay", "mask_overlay", "objects_overlay", "union_rect",
-    "mask_rings", "contrasting_color", "fill_delta_e", "line_color", "contrast_ratio", "relative_luminance", "OUTLINE_DARK", "OUTLINE_LIGHT", "DEFAULT_OPACITY", "CURRENT_CHOICES",
+    "mask_rings", "contrasting_color", "fill_delta_e", "line_color", "contrast_ratio", "relative_luminance", "OUTLINE_DARK",
+    "OUTLINE_LIGHT", "DEFAULT_OPACITY", "CURRENT_CHOICES", "DIM", "HIGHLIGHT_BOOST", "MIN_FILL_DELTA_E",
 ]
 
 
