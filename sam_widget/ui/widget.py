@@ -34,6 +34,7 @@ from .canvas_view import CanvasView
 from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
+from .focus import Focus
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
 from .painter import Painter
@@ -107,7 +108,7 @@ class SamWidget(widgets.VBox):
             self._view = CanvasView(session.canvas_hw)
             self._painter = Painter(self._view, session, lambda: bool(self._controls.hover_box.value))
             self._input = EventTranslator(self)
-            self._focus_seen: tuple[int, int | None, bool] = (session.index, None, True)  # see _follow_focus
+            self._focus = Focus(session, self._painter, self._controls)
             c = self._controls
             super().__init__(children=[c.toolbar, widgets.HBox([self._view.canvas, c.side]), c.status, c.help])
             self.add_class("sam-widget")
@@ -134,27 +135,9 @@ class SamWidget(widgets.VBox):
     # ================================================================== the session's listener
     def changed(self, session: Session) -> None:
         """The session's state changed: draw what differs, sync the controls (under its lock)."""
-        self._follow_focus(session)
+        self._focus.follow()
         self._painter.render()
         self._controls.sync(session, self._painter.highlight)
-
-    def _follow_focus(self, session: Session) -> None:
-        """Keep the highlighted object (the list's selection) in line with the state: editing an
-        object selects it; starting a new object (a first prompt while not editing), another
-        image, or the object disappearing (delete, undo) clears the selection."""
-        snap = session.current
-        index, editing, was_empty = self._focus_seen
-        h = self._painter.highlight
-        if index != session.index:
-            h = None
-        elif snap.editing is not None and snap.editing != editing:
-            h = snap.editing
-        elif snap.editing is None and not snap.prompts.is_empty and (was_empty or editing is not None):
-            h = None
-        if h is not None and all(o.id != h for o in snap.objects):
-            h = None
-        self._painter.highlight = h
-        self._focus_seen = (session.index, snap.editing, snap.prompts.is_empty)
 
     def status(self, session: Session) -> None:
         """The session's status changed (progress, errors)."""
@@ -289,20 +272,19 @@ class SamWidget(widgets.VBox):
         *Edit*, :meth:`edit`) selects it; Esc / :meth:`clear`, the first prompt of a new object
         and another image clear the selection.
         """
-        h = self._painter.highlight
-        return next((i for i, o in enumerate(self._session.objects) if o.id == h), None)
+        return self._focus.index
 
     @highlighted.setter
     def highlighted(self, index: int | None) -> None:
         if index is None:
-            self._set_highlight(None)
+            self._focus.select(None)
             return
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"highlighted must be an object index (int) or None, not {type(index).__name__}.")
         objects = self._session.objects
         if not 0 <= index < len(objects):
             raise IndexError(f"object {index} does not exist; there are {len(objects)} objects.")
-        self._set_highlight(objects[index].id)
+        self._focus.select(objects[index].id)
 
     @property
     def hover(self) -> bool:
@@ -393,7 +375,7 @@ class SamWidget(widgets.VBox):
     def clear(self) -> "SamWidget":
         """Clear the current prompts, stop editing and drop the highlight (committed objects
         stay). A no-op when there is nothing to clear."""
-        self._set_highlight(None)
+        self._focus.select(None)
         self._session.clear()
         return self
 
@@ -503,21 +485,7 @@ class SamWidget(widgets.VBox):
         c.refine_box.observe(lambda ch: setattr(self._session, "refine", bool(ch["new"])), "value")
         c.hover_box.observe(lambda ch: ch["new"] or self._session.stop_preview(), "value")
         c.opacity_slider.observe(lambda ch: self._set_opacity(ch["new"]), "value")
-        c.obj_list.observe(lambda ch: c.syncing or self._list_selected(ch["new"]), "value")
-
-    def _list_selected(self, index: int | None) -> None:
-        """The user selected an object in the list (the page's Select): highlight it."""
-        objects = self._session.objects
-        self._set_highlight(objects[index].id if index is not None and 0 <= index < len(objects) else None)
-
-    def _set_highlight(self, object_id: int | None) -> None:
-        s = self._session
-        with s.lock:
-            if self._painter.highlight == object_id:
-                return
-            self._painter.highlight = object_id
-            self._painter.render()
-            self._controls.sync(s, object_id)
+        c.obj_list.observe(lambda ch: c.syncing or self._focus.list_selected(ch["new"]), "value")
 
     def _set_opacity(self, value: float) -> None:
         with self._session.lock:
