@@ -6,8 +6,10 @@ asks it for work (``request``) and waits on it (``wait``, ``answer``).
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +25,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Background"]
 
+_LIVE: "weakref.WeakSet[Background]" = weakref.WeakSet()
+_EXIT_JOIN_S = 120.0  # at interpreter exit: how long to let a running encode finish
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    """Stop every session's threads and wait for them before Python tears down: a thread still
+    inside torch while the interpreter finalises aborts the process ("terminate called without
+    an active exception")."""
+    live = list(_LIVE)
+    for bg in live:
+        bg.stop()
+    deadline = time.monotonic() + _EXIT_JOIN_S
+    for bg in live:
+        bg.join(max(0.0, deadline - time.monotonic()))
+
 
 class Background:
     """Runs on the session's worker and prefetch threads."""
@@ -34,12 +52,23 @@ class Background:
         self._awaited: dict[int, tuple[Page, PredictionSlot]] = {}
 
     def start(self) -> None:
+        _LIVE.add(self)
         self.worker.start()
         self.prefetcher.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> None:
+        """Ask both threads to stop; ``wait``: seconds to wait for them (a model load or an
+        encode in progress finishes first)."""
         self.worker.stop()
         self.prefetcher.stop()
+        if wait > 0:
+            self.join(wait)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for t in (self.worker, self.prefetcher):
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
 
     # ================================================================== the caller's side
     def answer(self, slot: PredictionSlot | None) -> None:
