@@ -60,7 +60,7 @@ from .cache import image_key
 from .everything_crop import ExactCrop, FastCrop
 from .proposals import Proposal, Proposals, _Source
 
-__all__ = ["EverythingParams", "segment_everything", "MAX_POINTS_PER_SIDE", "MAX_CROP_LAYERS"]
+__all__ = ["EverythingParams", "params_from", "segment_everything", "MAX_POINTS_PER_SIDE", "MAX_CROP_LAYERS"]
 
 MAX_POINTS_PER_SIDE = 512  # 262 144 prompts: hours on a CPU; more is surely a mistake
 MAX_CROP_LAYERS = 4  # 1 + 4 + 16 + 64 + 256 crops, each encoded
@@ -131,6 +131,15 @@ class EverythingParams:
         if self.point_grids is not None:
             d["point_grids"] = [g.copy() for g in self.point_grids]
         return d
+
+
+def params_from(kwargs: dict[str, Any]) -> EverythingParams:
+    """:class:`EverythingParams` from keyword arguments: ``TypeError`` naming any unknown
+    one, ``ValueError`` naming a value out of range."""
+    unknown = sorted(set(kwargs) - set(EverythingParams.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"segment_everything() got unexpected keyword argument(s): {', '.join(unknown)}.")
+    return EverythingParams(**kwargs)
 
 
 def _int(p: EverythingParams, name: str, lo: int, hi: int) -> None:
@@ -213,15 +222,24 @@ def segment_everything(
     progress: bool = True,
     cancel: Any = None,
     on_batch: Callable[[Proposals], Any] | None = None,
+    prepare: Callable[[Any], Any] | None = None,
 ) -> Proposals:
-    """Run "segment everything" on ``seg``'s current image (see the module docstring)."""
+    """Run "segment everything" on ``seg``'s current image (see the module docstring).
+
+    ``prepare(seg)``, if given, runs under the Segmenter's lock just before the snapshot of
+    the current image is taken (e.g. to set the image to segment, as one step with it).
+    """
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True or False, not {progress!r}.")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(f"cancel must be a threading.Event (or None), not {type(cancel).__name__}.")
     if on_batch is not None and not callable(on_batch):
         raise TypeError(f"on_batch must be callable (or None), not {type(on_batch).__name__}.")
+    if prepare is not None and not callable(prepare):
+        raise TypeError(f"prepare must be callable (or None), not {type(prepare).__name__}.")
     with seg.exclusive():
+        if prepare is not None:
+            prepare(seg)
         if seg._features is None:
             raise RuntimeError("No image is set: call set_image(image) before segment_everything().")
         snap = _Snapshot(seg)
