@@ -444,11 +444,12 @@ class EverythingControl:
 
     # ================================================================== for views
     def display_key(self) -> tuple:
-        """Changes whenever the drawn proposals would (the run's batches, decisions, image)."""
+        """The image and the pending proposals: what the proposals layer shows (it redraws when this changes)."""
         st = self.state
-        if st is None:
+        if st is None or st.run.proposals is None:
             return (self.s.index, None)
-        return (self.s.index, st.run, st.run.version, st.accepted, st.rejected)
+        props = st.run.proposals
+        return (self.s.index, st.run, tuple(proposal_key(props[i]) for i in st.pending()))
 
     def display_pieces(self) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, int, int]]]:
         """The pending proposals at the display size, largest first (so smaller ones are drawn
