@@ -140,12 +140,8 @@ class Proposal:
     def logits(self) -> np.ndarray | None:
         """The mask's low-resolution logits ``(h, w)`` float32 (SAM's low-res mask of its crop:
         ``Segmenter.low_res_size`` for a whole-image proposal, usable as ``mask_input[None]`` to
-        refine it), or None for a mask changed by ``min_mask_region_area`` (read-only view)."""
-        if self._logits is None:
-            return None
-        out = self._logits.view()
-        out.setflags(write=False)
-        return out
+        refine it), or None for a mask changed by ``min_mask_region_area``. A new array each time."""
+        return None if self._logits is None else np.array(self._logits, dtype=np.float32)
 
     @property
     def mask(self) -> np.ndarray:

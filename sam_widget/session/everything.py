@@ -503,7 +503,7 @@ def _accepted(snap: Snapshot, st: ProposalState, props: Iterable["Proposal"], la
         logits = p.logits
         H, W = st.run.image_hw
         if logits is not None and tuple(p.crop_box) == (0, 0, W, H):
-            logits = np.array(logits[None], dtype=np.float32)
+            logits = logits[None]
         else:
             logits = None  # a crop's logits do not cover the image: derived from the mask when refined
         prompts = Prompts(points=((float(p.point[0]), float(p.point[1])),), labels=(1,))
