@@ -165,7 +165,7 @@ class _Request:
 def _validate(args: argparse.Namespace) -> _Request:
     """Check every flag and read the image before any model is loaded. Raises ValueError."""
     from .cli import DEFAULT_MODEL, OFFLINE_MODEL
-    from .engine.everything import EverythingParams
+    from .engine.everything_params import EverythingParams
 
     given = {name: getattr(args, name) for _, name, _, _ in _PARAMS if getattr(args, name) is not None}
     try:

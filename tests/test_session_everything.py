@@ -310,3 +310,26 @@ def test_after_close_a_run_cannot_start(make_session):
     s.close()
     with pytest.raises(RuntimeError, match="closed"):
         s.segment_everything(**P)
+
+
+def test_checking_parameters_does_not_import_torch():
+    """The widget checks parameters on the kernel's main thread while the model may still be
+    imported on the worker: importing torch from two threads at once can deadlock
+    ("deadlock detected by _ModuleLock", seen in JupyterLab), so the check must not import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sam_widget.session.engine_link import EngineLink\n"
+        "p = EngineLink.everything_params(dict(points_per_side=8, pred_iou_thresh=0.5))\n"
+        "assert p.points_per_side == 8\n"
+        "try:\n"
+        "    EngineLink.everything_params(dict(points_per_side=0))\n"
+        "except ValueError as e:\n"
+        "    assert 'points_per_side' in str(e)\n"
+        "print(sorted(m for m in ('torch', 'segment_anything') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -127,7 +127,7 @@ class EngineLink:
     def everything_params(params: dict[str, Any]) -> Any:
         """Validated ``EverythingParams`` (``TypeError`` for an unknown name, ``ValueError``
         naming a value out of range). Imports the engine (torch) if it is not loaded yet."""
-        from ..engine.everything import params_from
+        from ..engine.everything_params import params_from
 
         return params_from(params)
 
