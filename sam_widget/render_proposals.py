@@ -13,8 +13,11 @@ from .render import Overlay
 
 __all__ = ["proposals_overlay", "PROPOSAL_ALPHA"]
 
-PROPOSAL_ALPHA = 0.3
-"""Fill opacity of a proposal (objects use 0.35); outlines are drawn at 0.9."""
+PROPOSAL_ALPHA = (0.15, 0.5)
+"""Fill opacity of a proposal: light and strong diagonal stripes (so proposals do not look
+like objects, which are filled evenly); outlines are drawn at 0.9."""
+
+STRIPE = 4  # display pixels per stripe
 
 
 def _outline(m: np.ndarray) -> np.ndarray:
@@ -27,32 +30,39 @@ def _outline(m: np.ndarray) -> np.ndarray:
 def proposals_overlay(
     pieces: list[tuple[int, int, np.ndarray]],
     colors: list[tuple[int, int, int]],
-    alpha: float = PROPOSAL_ALPHA,
+    alpha: tuple[float, float] = PROPOSAL_ALPHA,
     outline_alpha: float = 0.9,
 ) -> Overlay | None:
     """All ``pieces`` (``(x0, y0, mask)``, display pixels) composited into one patch, later
-    pieces on top, each filled with its colour at ``alpha`` and outlined at ``outline_alpha``.
+    pieces on top, each filled with its colour in diagonal stripes (``alpha`` = the light and
+    the strong stripes' opacity, stripes aligned on the canvas) and outlined at
+    ``outline_alpha``.
 
     Returns None when there is nothing to draw. Raises ``ValueError`` when the lists differ
     in length.
     """
     if len(pieces) != len(colors):
         raise ValueError(f"pieces and colors must have the same length, got {len(pieces)} and {len(colors)}.")
-    pieces = [(int(x), int(y), m) for x, y, m in pieces if m.size and m.any()]
-    if not pieces:
+    kept = [((int(x), int(y), m), c) for (x, y, m), c in zip(pieces, colors) if m.size and m.any()]
+    if not kept:
         return None
-    x0 = min(x for x, _, _ in pieces)
-    y0 = min(y for _, y, _ in pieces)
-    x1 = max(x + m.shape[1] for x, _, m in pieces)
-    y1 = max(y + m.shape[0] for _, y, m in pieces)
-    n = len(pieces)
-    index = np.zeros((y1 - y0, x1 - x0), np.uint8 if 2 * n + 1 <= 256 else np.uint16)
-    palette = np.zeros((2 * n + 1, 4), np.uint8)
-    for k, ((x, y, m), c) in enumerate(zip(pieces, colors)):
+    x0 = min(x for (x, _, _), _ in kept)
+    y0 = min(y for (_, y, _), _ in kept)
+    x1 = max(x + m.shape[1] for (x, _, m), _ in kept)
+    y1 = max(y + m.shape[0] for (_, y, m), _ in kept)
+    n = len(kept)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    strong = ((xx + yy) // STRIPE) % 2 == 0  # diagonal stripes in canvas coordinates
+    index = np.zeros((y1 - y0, x1 - x0), np.uint8 if 3 * n + 1 <= 256 else np.uint16)
+    palette = np.zeros((3 * n + 1, 4), np.uint8)
+    light, heavy = alpha
+    for k, ((x, y, m), c) in enumerate(kept):
         h, w = m.shape
-        sub = index[y - y0 : y - y0 + h, x - x0 : x - x0 + w]
-        sub[m] = 2 * k + 1
-        sub[_outline(m)] = 2 * k + 2
-        palette[2 * k + 1] = (*c, round(alpha * 255))
-        palette[2 * k + 2] = (*c, round(outline_alpha * 255))
+        sl = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
+        sub = index[sl]
+        sub[m] = 3 * k + 1 + strong[sl][m]
+        sub[_outline(m)] = 3 * k + 3
+        palette[3 * k + 1] = (*c, round(light * 255))
+        palette[3 * k + 2] = (*c, round(heavy * 255))
+        palette[3 * k + 3] = (*c, round(outline_alpha * 255))
     return Overlay(index, palette, x0, y0)

@@ -118,12 +118,12 @@ def test_the_everything_button_starts_a_run_in_the_background_with_a_progress_ba
     gate.wait_paused()
     run = w.everything_run
     assert run.running and run.params["points_per_side"] == P["points_per_side"]
-    assert not e.stop_btn.disabled and e.progress.layout.visibility == "visible" and e.progress.value == 0.5
+    assert not e.stop_btn.disabled and e.progress.layout.display == "" and e.progress.value == 0.5
     assert "50 %" in e.info.value and "everything: 50 %" in w._status.value
     gate.release()
     props = run.wait(60)
     assert not e.accept_all_btn.disabled and not e.clear_btn.disabled and e.stop_btn.disabled
-    assert e.progress.layout.visibility == "hidden" and f"{len(props)} of {len(props)} proposals shown" in e.info.value
+    assert e.progress.layout.display == "none" and f"{len(props)} of {len(props)} proposals shown" in e.info.value
 
 
 def test_the_e_key_starts_a_run_with_the_widgets_parameters(make_widget):
@@ -235,7 +235,7 @@ def test_the_stop_button_keeps_the_partial_result(make_widget, comm, monkeypatch
     gate.release()
     props = w.everything_run.wait(60)
     assert props.partial and props.stats["batches"] == 2
-    assert e.progress.layout.visibility == "visible" and e.progress.bar_style == "warning" and e.progress.value == 0.5
+    assert e.progress.layout.display == "" and e.progress.bar_style == "warning" and e.progress.value == 0.5
     assert "stopped at 50 %" in w._status.value
     assert np.array_equal(shown(w, comm, PROPOSALS), proposals_shown(props, range(len(props)), w._display_hw))
 

@@ -38,7 +38,7 @@ class EverythingPanel:
             description="Everything", icon="th", layout=lay, tooltip="find every object: proposals to accept (E)"
         )
         self.progress = widgets.FloatProgress(
-            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="140px", visibility="hidden")
+            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="140px", display="none")
         )
         self.stop_btn = widgets.Button(description="Stop", icon="stop", layout=lay, disabled=True, tooltip="stop; keep what was found")
         self.accept_all_btn = widgets.Button(
@@ -49,7 +49,7 @@ class EverythingPanel:
         )
         self.info = widgets.HTML()
         self.box = widgets.HBox(
-            [self.run_btn, self.progress, self.stop_btn, self.accept_all_btn, self.clear_btn, self.info],
+            [self.run_btn, self.stop_btn, self.accept_all_btn, self.clear_btn, self.progress, self.info],
             layout=widgets.Layout(align_items="center"),
         )
 
@@ -68,10 +68,10 @@ class EverythingPanel:
         self.accept_all_btn.disabled = not pending
         self.clear_btn.disabled = ctl.state is None
         if shown is None:
-            self.progress.layout.visibility = "hidden"
+            self.progress.layout.display = "none"
             self.info.value = ""
             return
-        self.progress.layout.visibility = "visible" if (running or shown.partial) else "hidden"
+        self.progress.layout.display = "" if (running or shown.partial) else "none"
         self.progress.value = float(shown.progress)
         self.progress.bar_style = "" if running else ("warning" if shown.partial else "success")
         n = len(shown.proposals) if shown.proposals is not None else 0
