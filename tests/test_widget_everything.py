@@ -275,3 +275,21 @@ def test_the_new_controls_skip_execute_hooks_off_the_main_thread(make_widget):
     tree = list(widget_tree(w, w._events))
     for x in (w._everything_panel.run_btn, w._everything_panel.progress, w._everything_panel.stop_btn):
         assert x in tree and getattr(x.comm, "_sam_widget_hookless", False)
+
+
+def test_the_snapshot_shows_the_proposals_like_the_canvas(make_widget, comm):
+    w = make_widget()
+    props = w.segment_everything(**P)
+    w.accept(topmost(props)[0])
+    base = w._painter.picture()
+    pic = w.snapshot()
+    layer = LayerReplay(w._view.size_hw).apply(layer_commands(w, comm, PROPOSALS)).rgba
+    a = layer[..., 3:4] / 255.0
+    want = np.rint(a * layer[..., :3] + (1 - a) * base).astype(np.uint8)  # the proposals layer over the rest
+    assert np.abs(pic.astype(int) - want).max() <= 1 and (pic != base).any()
+    full = w.snapshot(full_size=True)
+    assert full.shape == (*IMAGE.shape[:2], 3)
+    pending = np.any([props[i].mask for i in w.pending_proposals], axis=0)
+    assert (full[pending] != w._painter.picture(full_size=True)[pending]).any(axis=1).mean() > 0.3
+    w.clear_proposals()
+    assert np.array_equal(w.snapshot(), base)

@@ -485,11 +485,8 @@ class EverythingControl:
             return (f"everything: no proposals: {what}", False)
         acc, rej, left = len(st.accepted), len(st.rejected), len(st.pending())
         stopped = f", stopped at {100 * run.progress:.0f} %" if run.partial else ""
-        return (
-            f"{n} proposal{'s' * (n != 1)}{stopped}: {left} left, {acc} accepted, {rej} rejected "
-            "(click accepts, shift + click rejects)",
-            False,
-        )
+        hint = " (click accepts, shift + click rejects)" if left else ""
+        return (f"{n} proposal{'s' * (n != 1)}{stopped}: {left} left, {acc} accepted, {rej} rejected{hint}", False)
 
 
 def _accepted(snap: Snapshot, st: ProposalState, props: Iterable["Proposal"], labels: list[str | None]) -> Snapshot:

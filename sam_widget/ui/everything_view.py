@@ -17,14 +17,16 @@ import html
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+import numpy as np
 
 from ..render_proposals import proposals_overlay
+from ..render_static import composite
 from .canvas_view import PROPOSALS, CanvasView
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
-__all__ = ["EverythingPanel", "ProposalsLayer", "EVERYTHING_KEY"]
+__all__ = ["EverythingPanel", "ProposalsLayer", "EVERYTHING_KEY", "with_proposals"]
 
 EVERYTHING_KEY = "e"
 
@@ -82,6 +84,26 @@ class EverythingPanel:
         else:
             text = f"{len(pending)} of {n} proposals shown" if n else "no proposals"
         self.info.value = f"<span style='color:#4b5563'>{html.escape(text)}</span>"
+
+
+def with_proposals(picture: np.ndarray, session: "Session", full_size: bool = False) -> np.ndarray:
+    """``picture`` (the widget's still picture, ``h x w x 3`` uint8 at the display size, or at
+    the image's size with ``full_size``) with the pending proposals laid over it as the
+    proposals layer shows them (the top layer); ``picture`` itself when there are none."""
+    ctl = session._everything
+    if not ctl.pending():
+        return picture
+    if not full_size:
+        pieces, colors = ctl.display_pieces()
+    else:
+        st = ctl.state
+        props = st.run.proposals
+        pieces, colors = [], []
+        for i in sorted(st.pending(), key=lambda i: -props[i].area):
+            x0, y0, x1, y1 = props[i].box
+            pieces.append((x0, y0, props[i].mask[y0:y1, x0:x1]))
+            colors.append(st.run.color(props[i]))
+    return composite(picture, [proposals_overlay(pieces, colors)])
 
 
 class ProposalsLayer:

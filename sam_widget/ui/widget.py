@@ -34,7 +34,7 @@ from .canvas_view import CanvasView
 from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
-from .everything_view import EverythingPanel, ProposalsLayer
+from .everything_view import EverythingPanel, ProposalsLayer, with_proposals
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
 from .painter import Painter
@@ -444,13 +444,13 @@ class SamWidget(widgets.VBox):
             self._callbacks.append(callback)
 
     def snapshot(self, full_size: bool = False) -> np.ndarray:
-        """A still picture of what the widget shows: the image, the objects, the current mask and
-        the prompts. ``h x w x 3`` uint8 RGB at the display size (``full_size=True``: the image's
-        size, full-resolution masks). Waits for a mask still being computed. Display it with
+        """A still picture of what the widget shows: the image, the objects, the current mask,
+        the prompts and the "segment everything" proposals still shown. ``h x w x 3`` uint8 RGB
+        at the display size (``full_size=True``: the image's size, full-resolution masks). Waits for a mask still being computed. Display it with
         ``PIL.Image.fromarray(w.snapshot())``; save it with ``.save("selection.png")``.
         """
         self.candidates  # waits for the current answer, if one is being computed
-        return self._painter.picture(full_size)
+        return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
         """The live widget, plus a PNG of its state at display time for front ends that cannot
