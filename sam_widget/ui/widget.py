@@ -446,8 +446,9 @@ class SamWidget(widgets.VBox):
     def snapshot(self, full_size: bool = False) -> np.ndarray:
         """A still picture of what the widget shows: the image, the objects, the current mask,
         the prompts and the "segment everything" proposals still shown. ``h x w x 3`` uint8 RGB
-        at the display size (``full_size=True``: the image's size, full-resolution masks). Waits for a mask still being computed. Display it with
-        ``PIL.Image.fromarray(w.snapshot())``; save it with ``.save("selection.png")``.
+        at the display size (``full_size=True``: the image's size, full-resolution masks). Waits
+        for a mask still being computed. Display it with ``PIL.Image.fromarray(w.snapshot())``;
+        save it with ``.save("selection.png")``.
         """
         self.candidates  # waits for the current answer, if one is being computed
         return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
