@@ -20,13 +20,6 @@ like objects, which are filled evenly); outlines are drawn at 0.9."""
 STRIPE = 4  # display pixels per stripe
 
 
-def _outline(m: np.ndarray) -> np.ndarray:
-    """Pixels of ``m`` with a 4-neighbour outside it (a 1-px outline; the piece's border counts
-    as outside, which is right for a piece cut to its mask's bounding box)."""
-    p = np.pad(m, 1)
-    return m & ~(p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:])
-
-
 def proposals_overlay(
     pieces: list[tuple[int, int, np.ndarray]],
     colors: list[tuple[int, int, int]],
@@ -36,10 +29,13 @@ def proposals_overlay(
     """All ``pieces`` (``(x0, y0, mask)``, display pixels) composited into one patch, later
     pieces on top, each filled with its colour in diagonal stripes (``alpha`` = the light and
     the strong stripes' opacity, stripes aligned on the canvas) and outlined at
-    ``outline_alpha``.
+    ``outline_alpha`` along the edges of its visible part (where another proposal covers it,
+    that one's outline is drawn).
 
-    Returns None when there is nothing to draw. Raises ``ValueError`` when the lists differ
-    in length.
+    One masked write per piece plus a constant number of passes over the patch, so many
+    large, overlapping proposals (random-weight SAM gives hundreds of image-size noise
+    masks) stay cheap. Returns None when there is nothing to draw. Raises ``ValueError``
+    when the lists differ in length.
     """
     if len(pieces) != len(colors):
         raise ValueError(f"pieces and colors must have the same length, got {len(pieces)} and {len(colors)}.")
@@ -51,18 +47,22 @@ def proposals_overlay(
     x1 = max(x + m.shape[1] for (x, _, m), _ in kept)
     y1 = max(y + m.shape[0] for (_, y, m), _ in kept)
     n = len(kept)
-    yy, xx = np.mgrid[y0:y1, x0:x1]
+    top = np.zeros((y1 - y0, x1 - x0), np.int32)  # 1 + the piece shown at each pixel, 0: none
+    for k, ((x, y, m), _) in enumerate(kept):
+        h, w = m.shape
+        np.copyto(top[y - y0 : y - y0 + h, x - x0 : x - x0 + w], k + 1, where=m)
+    shown = top > 0
+    p = np.pad(top, 1)
+    edge = shown & ((p[:-2, 1:-1] != top) | (p[2:, 1:-1] != top) | (p[1:-1, :-2] != top) | (p[1:-1, 2:] != top))
+    yy, xx = np.ogrid[y0:y1, x0:x1]
     strong = ((xx + yy) // STRIPE) % 2 == 0  # diagonal stripes in canvas coordinates
-    index = np.zeros((y1 - y0, x1 - x0), np.uint8 if 3 * n + 1 <= 256 else np.uint16)
+    index = 3 * (top - 1) + 1 + strong  # light / strong fill of the piece on top
+    index[edge] = 3 * top[edge]  # its outline
+    index[~shown] = 0
     palette = np.zeros((3 * n + 1, 4), np.uint8)
     light, heavy = alpha
-    for k, ((x, y, m), c) in enumerate(kept):
-        h, w = m.shape
-        sl = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
-        sub = index[sl]
-        sub[m] = 3 * k + 1 + strong[sl][m]
-        sub[_outline(m)] = 3 * k + 3
+    for k, (_, c) in enumerate(kept):
         palette[3 * k + 1] = (*c, round(light * 255))
         palette[3 * k + 2] = (*c, round(heavy * 255))
         palette[3 * k + 3] = (*c, round(outline_alpha * 255))
-    return Overlay(index, palette, x0, y0)
+    return Overlay(index.astype(np.uint8 if 3 * n + 1 <= 256 else np.uint16), palette, x0, y0)
