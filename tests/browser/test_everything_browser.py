@@ -116,6 +116,6 @@ def test_press_everything_then_click_a_proposal_to_accept_it(open_nb, browser_ar
 
         raw = Path(browser_artifacts) / "everything_widget.png"
         canvas.locator("xpath=ancestor::div[contains(@class,'sam-widget')]").screenshot(path=str(raw))
-        with Image.open(raw) as im:  # a small PNG for the README: 128 colours
-            im.convert("RGB").quantize(colors=128, dither=Image.Dither.NONE).save(REPO / "docs" / "everything.png", optimize=True)
+        with Image.open(raw) as im:  # a small PNG for the README: 256 colours
+            im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(REPO / "docs" / "everything.png", optimize=True)
     assert shot.exists() and nb.errors() == []
