@@ -441,3 +441,30 @@ def test_a_folder_precomputed_on_the_cluster_opens_in_the_widget_with_no_encoder
         assert stats["encoder_calls"] == 0 and stats["disk_hits"] == 3
     finally:
         w.close()
+
+
+def test_a_local_cluster_shares_the_cores_out_among_its_workers(tmp_path, monkeypatch):
+    from sam_widget.batch import _threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert _threads(None, None, None, 2) == 4 and _threads(None, None, None, 8) == 1
+    assert _threads(3, None, None, 2) == 3  # as given
+    assert _threads(None, object(), None, None) is None and _threads(None, None, "sync", None) is None
+    with pytest.raises(ValueError, match="threads"):
+        _threads(0, None, None, None)
+
+
+def test_workers_run_torch_with_the_threads_asked_for(tmp_path, client):
+    _write_images(tmp_path / "imgs", 4)
+    spec_model = functools.partial(random_sam, TINY_TEST_CONFIG, seed=1)  # a model no earlier test loaded
+    batch.precompute(tmp_path / "imgs", model=spec_model, cache_dir=tmp_path / "t", client=client, threads=2, progress=False)
+
+    key = ModelSpec(spec_model, cache_dir=os.fspath((tmp_path / "t").resolve())).key
+
+    def threads_where_loaded():
+        from sam_widget.batch.spec import loaded_models
+
+        return __import__("torch").get_num_threads() if key in loaded_models() else None
+
+    seen = {v for v in client.run(threads_where_loaded).values() if v is not None}
+    assert seen == {2}

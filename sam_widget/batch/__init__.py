@@ -47,7 +47,22 @@ def image_paths(images: Any) -> list[str]:
     return [os.fspath(p) for p in sources]
 
 
-def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict) -> ModelSpec:
+def _threads(threads: Any, client: Any, scheduler: Any, workers: Any) -> int | None:
+    """torch threads per worker: as given, else the cores shared out among a local cluster's
+    workers (a cluster of your own keeps its workers' setting)."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}.")
+        return threads
+    if client is None and scheduler is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        n = workers if isinstance(workers, int) and not isinstance(workers, bool) and workers > 0 else default_workers()
+        return max(1, cores // n)
+    return None
+
+
+def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict,
+          threads: int | None = None) -> ModelSpec:
     if isinstance(model, str):
         from ..engine.checkpoints import valid_model_types
 
@@ -59,6 +74,7 @@ def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_di
         device=device,
         cache_dir=None if cache_dir is None else os.fspath(Path(os.fspath(cache_dir)).expanduser().resolve()),
         segmenter_kwargs=tuple(sorted(kwargs.items())),
+        torch_threads=threads,
     )
 
 
@@ -72,6 +88,7 @@ def precompute(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     **segmenter_kwargs: Any,
 ) -> BatchReport:
@@ -84,7 +101,7 @@ def precompute(
     if cache_dir is None:
         raise ValueError("precompute needs cache_dir=: the folder where the embeddings are kept.")
     paths = image_paths(images)
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs, _threads(threads, client, scheduler, workers))
     Path(spec.cache_dir).mkdir(parents=True, exist_ok=True)
     return _run("precompute", paths, precompute_task, (spec,), client, scheduler, workers, progress)
 
@@ -102,6 +119,7 @@ def segment(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     **segmenter_kwargs: Any,
 ) -> BatchReport:
@@ -122,7 +140,7 @@ def segment(
     objects = prompts_per_image(prompts, paths)
     if not isinstance(polygons, bool):
         raise TypeError(f"polygons must be True or False, not {polygons!r}.")
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs, _threads(threads, client, scheduler, workers))
     store = PartStore(output)
     keys = [part_key(p, [o.as_json() for o in objs], spec.key, polygons) for p, objs in zip(paths, objects)]
     return _run_parts("segment", paths, list(zip(paths, objects)), keys, store, segment_task, (spec, polygons),
@@ -141,6 +159,7 @@ def everything(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     segmenter_kwargs: dict[str, Any] | None = None,
     **amg_params: Any,
@@ -157,7 +176,7 @@ def everything(
     paths = image_paths(images)
     if not isinstance(polygons, bool):
         raise TypeError(f"polygons must be True or False, not {polygons!r}.")
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {})
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {}, _threads(threads, client, scheduler, workers))
     store = PartStore(output)
     params = dict(sorted(amg_params.items()))
     keys = [part_key(p, "everything", params, spec.key, polygons) for p in paths]

@@ -35,6 +35,7 @@ from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
 from .everything_view import EverythingPanel, ProposalsLayer, with_proposals
+from .focus import Focus
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
 from .painter import Painter
@@ -111,6 +112,7 @@ class SamWidget(widgets.VBox):
             self._everything_params: dict[str, Any] = {}
             self._proposals = ProposalsLayer(self._view, session)
             self._input = EventTranslator(self)
+            self._focus = Focus(session, self._painter, self._controls)
             c = self._controls
             super().__init__(
                 children=[c.toolbar, *self._everything_panel.widgets(), widgets.HBox([self._view.canvas, c.side]), c.status, c.help]
@@ -140,9 +142,10 @@ class SamWidget(widgets.VBox):
     # ================================================================== the session's listener
     def changed(self, session: Session) -> None:
         """The session's state changed: draw what differs, sync the controls (under its lock)."""
+        self._focus.follow()
         self._painter.render()
         self._proposals.render()
-        self._controls.sync(session)
+        self._controls.sync(session, self._painter.highlight)
         self._everything_panel.sync(session)
 
     def status(self, session: Session) -> None:
@@ -260,6 +263,47 @@ class SamWidget(widgets.VBox):
         self._controls.refine_box.value = bool(on)
 
     @property
+    def opacity(self) -> float:
+        """Fill opacity of the masks, 0 (outlines only) to 1 (the toolbar's *opacity* slider).
+
+        The current mask and the objects are filled at this opacity over a dark outer and a
+        light inner outline, which stay opaque.
+        """
+        return float(self._controls.opacity_slider.value)
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"opacity must be a number from 0 to 1, not {type(value).__name__}.")
+        if not 0.0 <= float(value) <= 1.0:  # NaN fails too
+            raise ValueError(f"opacity must be from 0 to 1, got {value}.")
+        self._controls.opacity_slider.value = float(value)
+
+    @property
+    def highlighted(self) -> int | None:
+        """Position in :attr:`objects` of the highlighted object (the one selected in the object
+        list), or None. It is drawn with a thicker white-and-colour outline over the others,
+        which dim (as while an object is edited). *Edit*, *Rename* and *Delete* act on it.
+
+        Set it to highlight an object (None: no highlight). Editing an object (Alt + click,
+        *Edit*, :meth:`edit`) selects it; Esc / :meth:`clear`, the first prompt of a new object
+        and another image clear the selection.
+        """
+        return self._focus.index
+
+    @highlighted.setter
+    def highlighted(self, index: int | None) -> None:
+        if index is None:
+            self._focus.select(None)
+            return
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"highlighted must be an object index (int) or None, not {type(index).__name__}.")
+        objects = self._session.objects
+        if not 0 <= index < len(objects):
+            raise IndexError(f"object {index} does not exist; there are {len(objects)} objects.")
+        self._focus.select(objects[index].id)
+
+    @property
     def hover(self) -> bool:
         """Whether the mask under the pointer is previewed before any click."""
         return bool(self._controls.hover_box.value)
@@ -346,7 +390,9 @@ class SamWidget(widgets.VBox):
         return self._session.redo()
 
     def clear(self) -> "SamWidget":
-        """Clear the current prompts (committed objects stay). A no-op when there are none."""
+        """Clear the current prompts, stop editing and drop the highlight (committed objects
+        stay). A no-op when there is nothing to clear."""
+        self._focus.select(None)
         self._session.clear()
         return self
 
@@ -523,6 +569,13 @@ class SamWidget(widgets.VBox):
         c.cand.observe(lambda ch: c.syncing or ch["new"] is None or self._ui_call(self.select, ch["new"]), "value")
         c.refine_box.observe(lambda ch: setattr(self._session, "refine", bool(ch["new"])), "value")
         c.hover_box.observe(lambda ch: ch["new"] or self._session.stop_preview(), "value")
+        c.opacity_slider.observe(lambda ch: self._set_opacity(ch["new"]), "value")
+        c.obj_list.observe(lambda ch: c.syncing or self._focus.list_selected(ch["new"]), "value")
+
+    def _set_opacity(self, value: float) -> None:
+        with self._session.lock:
+            self._painter.opacity = float(value)
+            self._painter.render()
 
     def _wire_everything(self) -> None:
         e = self._everything_panel

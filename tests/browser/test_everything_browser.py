@@ -1,9 +1,9 @@
 """*Everything* in a real JupyterLab + Chromium: press the button, the proposals are drawn, click one to accept it.
 
 The page is read back from the canvas (its composited layers) and compared with what the
-kernel says it should show: the image at display size with the accepted object and the
-proposals still pending laid over it, made by the same overlay functions the layers are
-drawn from and composited like the browser does (source-over).
+kernel says it should show: ``w.snapshot()``, the widget's own picture (made by the same
+overlay functions the layers are drawn from, composited like the browser does), which
+shows the accepted object and, on top, the proposals still pending.
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ import numpy as np
 from IPython.display import display
 from sam_widget import SamWidget
 from sam_widget.data import shapes_image
-from sam_widget.render import objects_overlay, resize_mask, resize_rgb
-from sam_widget.render_proposals import proposals_overlay
-from sam_widget.render_static import composite
+from sam_widget.render import resize_mask
 image, _ = shapes_image(1, size=(384, 512))
 w = SamWidget(image, model="tiny_shapes", display_size=480)
 w.everything_params = dict(points_per_side=16, pred_iou_thresh=0.6, stability_score_thresh=0.8)
@@ -40,12 +38,9 @@ display(w)
 b64 = lambda a: base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
 
 def expected():
-    # what the canvas should show: image, objects, then the pending proposals on top
-    hw = w._display_hw
-    objs = list(w.objects)
-    ov_objects = objects_overlay([resize_mask(o.mask, hw) for o in objs], [o.color for o in objs])
-    pieces, colors = w.session._everything.display_pieces()
-    return b64(composite(resize_rgb(w.image, hw), [ov_objects, proposals_overlay(pieces, colors)]))
+    # what the canvas should show: the widget's own picture (image, objects, current mask, as
+    # the layers are drawn) with the proposals layer on top: w.snapshot()
+    return b64(w.snapshot())
 
 def pick():
     # a proposal drawn on top somewhere, and a pixel deep inside that part of it
