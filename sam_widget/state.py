@@ -138,8 +138,11 @@ class Snapshot:
 
     ``selected``: the chosen candidate (None: the best-scoring one); ``editing``: the id of
     the object being refined (its prompts are the current prompts; committing replaces it),
-    or None. Transitions raise ``IndexError`` / ``ValueError`` for a missing object or a bad
-    label and return a new snapshot otherwise.
+    or None; ``proposals``: the "segment everything" proposals shown over the image and
+    which of them were accepted / rejected (a
+    :class:`sam_widget.session.everything.ProposalState`), or None. Transitions raise
+    ``IndexError`` / ``ValueError`` for a missing object or a bad label and return a new
+    snapshot otherwise.
     """
 
     prompts: Prompts = Prompts()
@@ -148,6 +151,7 @@ class Snapshot:
     objects: tuple[ObjectRecord, ...] = ()
     next_object_id: int = 1
     editing: int | None = None
+    proposals: Any = None
 
     @property
     def prediction(self) -> Any | None:

@@ -26,7 +26,8 @@ class SessionStatus:
     ``"failed"`` (the model could not load) or ``"unreadable"`` (this image); ``problem``
     says why for the last two. ``message``: the last action's error (or None).
     ``encode_s`` is None when the embedding came from a cache (``prefetched``: computed in the
-    background while another image was shown)."""
+    background while another image was shown). ``everything``: what the current image's
+    "segment everything" proposals are doing (progress, counts, no proposals, a failure)."""
 
     model: str
     device: str
@@ -43,6 +44,8 @@ class SessionStatus:
     name: str
     editing: str | None
     notice: str | None = None  # e.g. "restored 12 objects on 3 images from work.json"
+    everything: tuple[str, bool] | None = None  # the proposals' line: (text, is_error)
+
 
     @classmethod
     def of(cls, s: "Session") -> "SessionStatus":
@@ -77,6 +80,8 @@ class SessionStatus:
             name=s.name,
             editing=snap.objects[i].label if i is not None else None,
             notice=s.notice,
+            everything=s._everything.status_part(),
+
         )
 
     def parts(self) -> list[tuple[str, bool]]:
@@ -101,6 +106,8 @@ class SessionStatus:
             out.append((self.notice, False))
         if self.editing is not None:
             out.append((f"editing “{self.editing}”: clicks refine it, Enter replaces it, Esc stops", False))
+        if self.everything is not None:
+            out.append(self.everything)
         if self.message:
             out.append((self.message, True))
         return out

@@ -32,6 +32,8 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("← / →", "previous / next image"),
     ("P / N / B", "mode: positive / negative / box"),
     ("H", "hover preview on / off"),
+    ("E", "segment everything: proposals for every object (Stop keeps what was found)"),
+    ("Click / Shift + click on a proposal", "accept it as an object / reject it (while no prompts are given)"),
     ("?", "show / hide this help"),
 ]
 

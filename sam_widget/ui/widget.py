@@ -34,6 +34,7 @@ from .canvas_view import CanvasView
 from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
+from .everything_view import EverythingPanel, ProposalsLayer, with_proposals
 from .focus import Focus
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
@@ -113,12 +114,18 @@ class SamWidget(widgets.VBox):
             self._controls = Controls(session.refine, hover, multi=len(session.images) > 1)
             self._view = CanvasView(session.canvas_hw)
             self._painter = Painter(self._view, session, lambda: bool(self._controls.hover_box.value))
+            self._everything_panel = EverythingPanel()
+            self._everything_params: dict[str, Any] = {}
+            self._proposals = ProposalsLayer(self._view, session)
             self._input = EventTranslator(self)
             self._focus = Focus(session, self._painter, self._controls)
             c = self._controls
-            super().__init__(children=[c.toolbar, widgets.HBox([self._view.canvas, c.side]), c.status, c.help])
+            super().__init__(
+                children=[c.toolbar, *self._everything_panel.widgets(), widgets.HBox([self._view.canvas, c.side]), c.status, c.help]
+            )
             self.add_class("sam-widget")
             self._wire_controls()
+            self._wire_everything()
             self._events = Event(
                 source=self._view.canvas,
                 watched_events=["mousedown", "mouseup", "mousemove", "mouseleave", "contextmenu", "keydown"],
@@ -129,7 +136,7 @@ class SamWidget(widgets.VBox):
             # Widget messages handled on a JupyterLab subshell must not run IPython's execution
             # hooks concurrently with the user's cell (they garble matplotlib figures): see comms.py.
             no_execute_hooks_off_main_thread(self, self._events)
-            self._view.canvas.on_client_ready(lambda *_: self._painter.redraw_all())
+            self._view.canvas.on_client_ready(lambda *_: self._redraw_all())
         except BaseException:
             if self._owns_session:
                 session.close()
@@ -143,11 +150,21 @@ class SamWidget(widgets.VBox):
         """The session's state changed: draw what differs, sync the controls (under its lock)."""
         self._focus.follow()
         self._painter.render()
+        self._proposals.render()
         self._controls.sync(session, self._painter.highlight)
+        self._everything_panel.sync(session)
 
     def status(self, session: Session) -> None:
         """The session's status changed (progress, errors)."""
         self._controls.show_status(session)
+        self._everything_panel.sync(session)
+
+    def _redraw_all(self) -> None:
+        """A browser (re)connected: its layers are blank, so paint everything again."""
+        with self._session.lock:
+            self._painter.redraw_all()
+            self._proposals.forget()
+            self._proposals.render()
 
     def _session_changed(self, _session: Session) -> None:
         self.value += 1
@@ -398,6 +415,73 @@ class SamWidget(widgets.VBox):
         """Show the previous image; False on the first one."""
         return self._session.prev()
 
+    # ------------------------------------------------------------------ segment everything
+    def segment_everything(self, *, progress: bool = False, timeout: float | None = None, **params: Any) -> Any:
+        """Every object of the current image as proposals, shown over it as they are found
+        (what the *Everything* button and the E key do); waits and returns the result (a
+        ``Proposals``, sorted by predicted IoU, highest first).
+
+        ``params``: ``Segmenter.segment_everything``'s (``points_per_side=32``,
+        ``pred_iou_thresh=0.88``, ``stability_score_thresh=0.95``, ...). Then click a
+        proposal to accept it (shift + click rejects it), or call :meth:`accept` /
+        :meth:`accept_all`. A run still going is stopped first; ``ValueError`` /
+        ``TypeError`` name a bad parameter; finding nothing returns an empty result.
+        """
+        return self._session.segment_everything(progress=progress, timeout=timeout, **params)
+
+    @property
+    def everything_params(self) -> dict[str, Any]:
+        """The parameters the *Everything* button (and the E key) run with: a dict of
+        ``segment_everything`` parameters, ``{}`` (SAM's defaults) unless set, e.g.
+        ``w.everything_params = dict(points_per_side=16, pred_iou_thresh=0.8)``. Checked when
+        set (``ValueError`` / ``TypeError`` naming the bad one)."""
+        return dict(self._everything_params)
+
+    @everything_params.setter
+    def everything_params(self, params: dict[str, Any]) -> None:
+        if not isinstance(params, dict):
+            raise TypeError(f"everything_params must be a dict of segment_everything parameters, not {type(params).__name__}.")
+        self._session._engine.everything_params(dict(params))
+        self._everything_params = dict(params)
+
+    def stop_everything(self) -> bool:
+        """Stop a run that is going (the *Stop* button); it keeps what it found (partial)."""
+        return self._session.stop_everything()
+
+    @property
+    def proposals(self) -> Any | None:
+        """The current image's proposals (``Proposals``; partial while the run goes on), or None."""
+        return self._session.proposals
+
+    @property
+    def pending_proposals(self) -> tuple[int, ...]:
+        """Positions in :attr:`proposals` of those still shown (neither accepted nor rejected)."""
+        return self._session.pending_proposals
+
+    @property
+    def everything_run(self) -> Any | None:
+        """The run the current proposals come from (``.running``, ``.progress``, ``.partial``), or None."""
+        return self._session.everything_run
+
+    def accept(self, index: int, label: str | None = None) -> ObjectRecord:
+        """Proposal ``index`` (position in :attr:`proposals`) becomes an object (same as
+        clicking on it): editable, undoable, exported like any object."""
+        return self._session.accept(index, label)
+
+    def accept_all(self) -> tuple[ObjectRecord, ...]:
+        """Every proposal still shown becomes an object, largest first (*Accept all*; one undo step)."""
+        return self._session.accept_all()
+
+    def reject(self, index: int) -> "SamWidget":
+        """Hide proposal ``index`` (same as shift + clicking on it; undoable)."""
+        self._session.reject(index)
+        return self
+
+    def clear_proposals(self) -> "SamWidget":
+        """Hide every proposal (*Clear proposals*; undoable; stops a run that is going)."""
+        self._session.clear_proposals()
+        return self
+
     def on_change(self, callback: Callable[["SamWidget"], None], remove: bool = False) -> None:
         """Call ``callback(widget)`` after every change of the mask, the objects or the image.
 
@@ -471,13 +555,14 @@ class SamWidget(widgets.VBox):
         return w
 
     def snapshot(self, full_size: bool = False) -> np.ndarray:
-        """A still picture of what the widget shows: the image, the objects, the current mask and
-        the prompts. ``h x w x 3`` uint8 RGB at the display size (``full_size=True``: the image's
-        size, full-resolution masks). Waits for a mask still being computed. Display it with
-        ``PIL.Image.fromarray(w.snapshot())``; save it with ``.save("selection.png")``.
+        """A still picture of what the widget shows: the image, the objects, the current mask,
+        the prompts and the "segment everything" proposals still shown. ``h x w x 3`` uint8 RGB
+        at the display size (``full_size=True``: the image's size, full-resolution masks). Waits
+        for a mask still being computed. Display it with ``PIL.Image.fromarray(w.snapshot())``;
+        save it with ``.save("selection.png")``.
         """
         self.candidates  # waits for the current answer, if one is being computed
-        return self._painter.picture(full_size)
+        return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
         """The live widget, plus a PNG of its state at display time for front ends that cannot
@@ -556,6 +641,17 @@ class SamWidget(widgets.VBox):
         with self._session.lock:
             self._painter.opacity = float(value)
             self._painter.render()
+
+    def _wire_everything(self) -> None:
+        e = self._everything_panel
+        e.run_btn.on_click(lambda _: self._ui_call(self._start_everything))
+        e.stop_btn.on_click(lambda _: self._ui_call(self.stop_everything))
+        e.accept_all_btn.on_click(lambda _: self._ui_call(self.accept_all))
+        e.clear_btn.on_click(lambda _: self._ui_call(self.clear_proposals))
+
+    def _start_everything(self) -> None:
+        """The *Everything* button / E key: start a run with the default parameters; return at once."""
+        self._session.start_everything(**self.everything_params)
 
     def _on_dom_event(self, ev: dict) -> None:
         """Every browser event on the canvas comes in here (ipyevents)."""
