@@ -271,9 +271,12 @@ class _Attn:
 
 
 class _Weights:
-    """Everything derived from the model's weights; rebuilt when they change."""
+    """Everything derived from the model's weights; rebuilt when they change.
 
-    def __init__(self, sam: torch.nn.Module) -> None:
+    ``upscale_dtype``: the dtype of the output-upscaling stage (None: the model's).
+    """
+
+    def __init__(self, sam: torch.nn.Module, upscale_dtype: Optional[torch.dtype] = None) -> None:
         pe_enc, dec = sam.prompt_encoder, sam.mask_decoder
         tr = dec.transformer
         self.c = int(dec.transformer_dim)
@@ -322,6 +325,9 @@ class _Weights:
             c2=int(ct2.out_channels),
             act2=act2,
         )
+        self.up_dtype = upscale_dtype if upscale_dtype is not None else self.dtype
+        if self.up_dtype != self.dtype:  # converted once per model, not per prompt
+            self.up = {k: (v.to(self.up_dtype) if isinstance(v, Tensor) else v) for k, v in self.up.items()}
         # hypernetwork MLPs stacked per layer: weights (ntok, in, out), biases (ntok, 1, out)
         mlps = dec.output_hypernetworks_mlps
         self.hyper = []
@@ -478,10 +484,13 @@ class FastDecoder:
     objects or submodules is not: call :meth:`refresh` (or make a new FastDecoder) then.
     """
 
-    def __init__(self, sam: torch.nn.Module) -> None:
+    def __init__(self, sam: torch.nn.Module, *, upscale_dtype: Optional[torch.dtype] = None) -> None:
         for attr in ("prompt_encoder", "mask_decoder"):
             if not isinstance(getattr(sam, attr, None), torch.nn.Module):
                 raise TypeError(f"FastDecoder needs a segment_anything Sam, not {type(sam).__name__}.")
+        if upscale_dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"upscale_dtype must be None, torch.float32, torch.bfloat16 or torch.float16, not {upscale_dtype!r}.")
+        self.upscale_dtype = upscale_dtype
         self.sam = sam
         self._lock = threading.Lock()
         self._w: Optional[Tuple[tuple, _Weights]] = None
@@ -493,7 +502,7 @@ class FastDecoder:
         submodules; in-place changes are picked up automatically)."""
         with self._lock:
             self._tensors = _tracked_tensors(self.sam)
-            self._w = (_signature(self._tensors), _Weights(self.sam))
+            self._w = (_signature(self._tensors), _Weights(self.sam, self.upscale_dtype))
 
     def _weights(self) -> Tuple[tuple, _Weights]:
         sig = _signature(self._tensors)
@@ -502,7 +511,7 @@ class FastDecoder:
             with self._lock:
                 cur = self._w
                 if cur[0] != sig:
-                    cur = self._w = (sig, _Weights(self.sam))
+                    cur = self._w = (sig, _Weights(self.sam, self.upscale_dtype))
         return cur
 
     @property
@@ -746,15 +755,20 @@ class FastDecoder:
 
     @staticmethod
     def _upscale_and_mask(w: _Weights, keys: Tensor, hyper_in: Tensor) -> Tensor:
-        """``output_upscaling(keys)`` dotted with ``hyper_in (k, C/8)`` -> ``(k, 4h, 4w)``."""
+        """``output_upscaling(keys)`` dotted with ``hyper_in (k, C/8)`` -> ``(k, 4h, 4w)``.
+
+        Computed in ``w.up_dtype`` (the masks' logits are returned in the model's dtype).
+        """
         up = w.up
         c1, c2 = up["c1"], up["c2"]
+        if w.up_dtype != keys.dtype:
+            keys, hyper_in = keys.to(w.up_dtype), hyper_in.to(w.up_dtype)
         y = torch.addmm(up["b1"], keys, up["w1"])  # (HW, 4*c1): columns (kh1, kw1, c)
         y = _act(up["act1"], F.layer_norm(y.view(-1, c1), (c1,), up["ln_w"], up["ln_b"], up["ln_eps"]))
         z = torch.addmm(up["b2"], y, up["w2"])  # (HW*4, 4*c2): rows (y, x, kh1, kw1)
         z = _act(up["act2"], z).view(-1, c2)  # rows (y, x, kh1, kw1, kh2, kw2)
         m = torch.mm(hyper_in, z.t())  # (k, HW*16)
-        return _pixel_shuffle_2x2x2(m, *w.grid)
+        return _pixel_shuffle_2x2x2(m, *w.grid).to(w.dtype)
 
 
 # ------------------------------------------------------------------------------ helpers

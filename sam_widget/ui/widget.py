@@ -77,6 +77,8 @@ class SamWidget(widgets.VBox):
         the selected candidate's low-res logits as ``mask_input``. With ``refine=False``
         every prompt change asks for three candidates from the prompts alone.
       hover: preview the mask under the pointer before any click.
+      precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` for the model the widget loads (see
+        ``Segmenter``); ignored when ``segmenter`` is given.
 
     The ``value`` traitlet is a revision number that increases after every change of the
     mask or the objects: ``w.observe(cb, names="value")`` and
@@ -97,6 +99,7 @@ class SamWidget(widgets.VBox):
         refine: bool = True,
         hover: bool = False,
         cache_dir: str | None = None,
+        precision: str = "auto",
     ) -> None:
         rgb = to_rgb_uint8(image)
         if segmenter is not None:
@@ -106,6 +109,8 @@ class SamWidget(widgets.VBox):
                 raise TypeError(f"segmenter must be a sam_widget Segmenter, not {type(segmenter).__name__}.")
         elif not isinstance(model, str):
             raise TypeError(f"model must be a model name such as 'vit_b', not {type(model).__name__}.")
+        if not isinstance(precision, str) or precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}.")
         self._image = rgb
         self._image.setflags(write=False)
         H, W = rgb.shape[:2]
@@ -113,7 +118,7 @@ class SamWidget(widgets.VBox):
         dh, dw = self._display_hw
         self._sx, self._sy = W / dw, H / dh  # image pixels per display pixel
         self._segmenter = segmenter
-        self._model_spec = (model, checkpoint, device, cache_dir)
+        self._model_spec = (model, checkpoint, device, cache_dir, precision)
         self._model_label = segmenter.model_name if segmenter is not None else model
         self._history = History()
         self._callbacks: list[Callable[["SamWidget"], None]] = []
@@ -476,8 +481,10 @@ class SamWidget(widgets.VBox):
         if self._segmenter is None:
             from ..engine.segmenter import Segmenter
 
-            model, checkpoint, device, cache_dir = self._model_spec
-            self._segmenter = Segmenter.from_pretrained(model, checkpoint=checkpoint, device=device, cache_dir=cache_dir)
+            model, checkpoint, device, cache_dir, precision = self._model_spec
+            self._segmenter = Segmenter.from_pretrained(
+                model, checkpoint=checkpoint, device=device, cache_dir=cache_dir, precision=precision
+            )
         self._segmenter.set_image(self._image)
         self._seg_image = self._segmenter.image
 
