@@ -293,25 +293,43 @@ def memory_section(cfg: dict, threads: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- decoder
 def decoder_section(cfg: dict, reps: int = 30) -> dict[str, Any]:
+    """``Segmenter.predict`` (1 click, 3 masks) in fp32 and bf16, interleaved, on one embedding."""
     import torch
 
     from sam_widget.engine.segmenter import Segmenter
 
     name, (h, w) = cfg["model"], (1080, 1920) if cfg["model"] != "tiny" else cfg["hw"]
-    seg = Segmenter(_bf16_model(name), precision="bf16")
-    seg.set_image(make_scene(h, w, seed=11))
+    segs = {"fp32": Segmenter(_model(name), precision="fp32"), "bf16": Segmenter(_bf16_model(name), precision="bf16")}
+    img = make_scene(h, w, seed=11)
+    segs["bf16"].set_image(img)
+    with segs["bf16"].exclusive():  # the same embedding for both: only the decoders differ
+        feats = segs["bf16"]._features
+    s32 = segs["fp32"]
+    s32._features, s32._original_size, s32._input_size = feats, segs["bf16"]._original_size, segs["bf16"]._input_size
+    s32._decoder_state, s32._image = None, segs["bf16"]._image
     pt = [[0.5 * w, 0.5 * h]]
-    disp = cfg["display"]
-    out: dict[str, Any] = {"image_hw": [h, w], "display_hw": list(disp), "threads": torch.get_num_threads()}
-    for label, kwargs in (("predict", {}), ("predict_display", {"display_size": disp})):
+    disp = tuple(cfg["display"])
+    variants = {
+        f"{p}{'_display' if d else ''}": (segs[p], {"display_size": disp} if d else {})
+        for p in ("fp32", "bf16")
+        for d in (False, True)
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for seg, kw in variants.values():
         for _ in range(3):
-            seg.predict(points=pt, labels=[1], **kwargs)
-        ts = []
-        for _ in range(reps):
+            seg.predict(points=pt, labels=[1], **kw)
+    keys = list(variants)
+    for r in range(reps):
+        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+            seg, kw = variants[k]
             t = time.perf_counter()
-            seg.predict(points=pt, labels=[1], **kwargs)
-            ts.append(time.perf_counter() - t)
-        out[label] = {"median_ms": 1000 * _median(ts), "min_ms": 1000 * min(ts)}
+            seg.predict(points=pt, labels=[1], **kw)
+            times[k].append(time.perf_counter() - t)
+    out: dict[str, Any] = {"image_hw": [h, w], "display_hw": list(disp), "threads": torch.get_num_threads(), "reps": reps}
+    for k, ts in times.items():
+        out[k] = {"median_ms": 1000 * _median(ts), "min_ms": 1000 * min(ts)}
+    a, b = variants["fp32"][0].predict(points=pt, labels=[1]), variants["bf16"][0].predict(points=pt, labels=[1])
+    out["bf16_vs_fp32_decoder_iou"] = [_iou(a.masks[i], b.masks[i]) for i in range(len(a))]
     _log(f"decoder: {out}")
     return out
 
@@ -359,12 +377,16 @@ def format_section(res: dict) -> str:
         lines.append("")
     de = res.get("decoder")
     if de:
+        dw, dh = de["display_hw"][1], de["display_hw"][0]
         lines += [
-            f"Segmenter.predict, 1 click, 3 masks, {de['image_hw'][1]}x{de['image_hw'][0]} ({de['threads']} threads): "
-            f"{de['predict']['median_ms']:.1f} ms median; with display masks at {de['display_hw'][1]}x{de['display_hw'][0]}: "
-            f"{de['predict_display']['median_ms']:.1f} ms",
-            "",
+            f"| Segmenter.predict, 1 click, 3 masks, {de['image_hw'][1]}x{de['image_hw'][0]}, same embedding ({de['threads']} threads, {de['reps']} interleaved reps) | median (ms) | min (ms) |",
+            "|---|---|---|",
         ]
+        for k in ("fp32", "bf16", "fp32_display", "bf16_display"):
+            label = k.replace("_display", f" + display masks {dw}x{dh}")
+            lines.append(f"| {label} | {de[k]['median_ms']:.1f} | {de[k]['min_ms']:.1f} |")
+        ious = ", ".join(f"{x:.4f}" for x in de["bf16_vs_fp32_decoder_iou"])
+        lines += ["", f"bf16 vs fp32 decoder on the same embedding, mask IoU per candidate: {ious}", ""]
     return "\n".join(lines)
 
 

@@ -761,8 +761,7 @@ class FastDecoder:
         """
         up = w.up
         c1, c2 = up["c1"], up["c2"]
-        if w.up_dtype != keys.dtype:
-            keys, hyper_in = keys.to(w.up_dtype), hyper_in.to(w.up_dtype)
+        keys, hyper_in = keys.to(w.up_dtype), hyper_in.to(w.up_dtype)  # no-ops when equal
         y = torch.addmm(up["b1"], keys, up["w1"])  # (HW, 4*c1): columns (kh1, kw1, c)
         y = _act(up["act1"], F.layer_norm(y.view(-1, c1), (c1,), up["ln_w"], up["ln_b"], up["ln_eps"]))
         z = torch.addmm(up["b2"], y, up["w2"])  # (HW*4, 4*c2): rows (y, x, kh1, kw1)

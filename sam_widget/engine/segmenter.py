@@ -150,14 +150,16 @@ class _Upscaler:
 
     @torch.no_grad()
     def to_size(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        # candidates as a batch of one-channel planes: the same bilinear maths per plane, and
+        # up to ~3x faster than one 3-channel image with torch's CPU kernel (measured, 1 thread)
         if isinstance(logits, torch.Tensor):
-            t = logits.float()[None]
+            t = logits.float()[:, None]
         else:
-            t = torch.from_numpy(np.ascontiguousarray(logits))[None]
+            t = torch.from_numpy(np.ascontiguousarray(logits))[:, None]
         t = F.interpolate(t, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
         t = t[..., : self.input_size[0], : self.input_size[1]]
         t = F.interpolate(t, tuple(size), mode="bilinear", align_corners=False)
-        return (t[0] > self.threshold).cpu().numpy()
+        return (t[:, 0] > self.threshold).cpu().numpy()
 
     def full(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.to_size(logits, self.original_size)
@@ -176,11 +178,11 @@ class _Upscaler:
         r, c = math.ceil(rows - 1e-9), math.ceil(cols - 1e-9)
         out_h, out_w = round(size[0] * r / rows), round(size[1] * c / cols)
         if isinstance(logits, torch.Tensor):
-            t = logits[None, :, :r, :c].float()
+            t = logits[:, None, :r, :c].float()
         else:
-            t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[None]
+            t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[:, None]
         t = F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=False)
-        return (t[0, :, : size[0], : size[1]] > self.threshold).cpu().numpy()
+        return (t[:, 0, : size[0], : size[1]] > self.threshold).cpu().numpy()
 
 
 class Segmenter:

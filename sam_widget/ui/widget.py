@@ -499,7 +499,8 @@ class SamWidget(widgets.VBox):
             if seg.image is None or seg.image is not self._seg_image:
                 seg.set_image(self._image)
                 self._seg_image = seg.image
-            return seg.predict(**kwargs)
+            # display-size masks computed by the engine, under its lock, on this worker thread
+            return seg.predict(**kwargs, display_size=self._display_hw)
 
     def _tick_status(self) -> None:
         while not self._ready.wait(1.0):
