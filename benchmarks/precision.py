@@ -22,6 +22,8 @@ Sections (``--sections``, comma-separated; JSON keys of the result):
   encode; resident memory after loading and the peak during the encode (``VmHWM`` reset
   through ``/proc/self/clear_refs`` when allowed), plus the process's overall peak.
 * ``decoder``   -- ``Segmenter.predict`` latency (1 click, 3 masks, display masks at 800x450).
+* ``matmul``    -- one encoder-sized linear (4096 x 768 -> 3072) in fp32, bf16 and int8
+  (``torch.ao.quantization.quantize_dynamic``, VNNI): is int8 worth trying?
 
 Both sides use ``random_sam(model, seed=0)`` as separate instances. Wrap heavy runs in
 ``flock /work/wt/bench.lock`` on the shared machine; the load average is recorded.
@@ -52,7 +54,7 @@ SIZES = {
     "full": {"model": "vit_b", "hw": (768, 1024), "reps": 3, "prompts": 120, "display": (450, 800)},
     "tiny": {"model": "tiny", "hw": (96, 128), "reps": 2, "prompts": 30, "display": (60, 80)},
 }
-SECTIONS = ("encode", "agreement", "tiny", "memory", "decoder")
+SECTIONS = ("matmul", "encode", "agreement", "tiny", "memory", "decoder")
 
 
 def _log(msg: str) -> None:
@@ -87,6 +89,41 @@ def _load() -> list[float] | None:
 
 def _median(xs):
     return float(statistics.median(xs)) if xs else None
+
+
+# ---------------------------------------------------------------------------- matmul
+def matmul_section(reps: int = 7) -> dict[str, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 768, generator=g)
+    lin = torch.nn.Linear(768, 3072)
+    flops = 2 * 4096 * 768 * 3072
+    out: dict[str, Any] = {"shape": [4096, 768, 3072], "threads": torch.get_num_threads()}
+    variants: dict[str, Any] = {"fp32": (lin, x)}
+    import copy
+
+    variants["bf16"] = (copy.deepcopy(lin).to(torch.bfloat16), x.to(torch.bfloat16))
+    try:
+        from torch.ao.quantization import quantize_dynamic
+
+        q = quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+        variants["int8_dynamic"] = (q, x)
+    except Exception as exc:  # noqa: BLE001 - a build without quantized engines
+        out["int8_dynamic"] = {"skipped": f"{type(exc).__name__}: {exc}"}
+    with torch.no_grad():
+        ref = lin(x)
+        for name, (mod, inp) in variants.items():
+            mod(inp)
+            ts = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                y = mod(inp)
+                ts.append(time.perf_counter() - t)
+            err = ((y.float() - ref).norm() / ref.norm()).item()
+            out[name] = {"median_ms": 1000 * _median(ts), "gflops": flops / _median(ts) / 1e9, "rel_error": err}
+    _log(f"matmul: {out}")
+    return out
 
 
 # ---------------------------------------------------------------------------- encode
@@ -346,6 +383,16 @@ def format_section(res: dict) -> str:
         f"- Load average at start / end: {m['load_start']} / {m.get('load_end')}",
         "",
     ]
+    mm = res.get("matmul")
+    if mm:
+        lines += [f"| linear {mm['shape'][0]}x{mm['shape'][1]} -> {mm['shape'][2]} ({mm['threads']} threads) | ms | GFLOP/s | rel. error vs fp32 |", "|---|---|---|---|"]
+        for k in ("fp32", "bf16", "int8_dynamic"):
+            v = mm.get(k, {})
+            if "median_ms" in v:
+                lines.append(f"| {k} | {v['median_ms']:.1f} | {v['gflops']:.0f} | {v['rel_error']:.1e} |")
+            elif v:
+                lines.append(f"| {k} | {v.get('skipped')} | | |")
+        lines.append("")
     enc = res.get("encode")
     if enc:
         lines += ["| encode 1024x768 (median of %d, interleaved) | wall (s) | × official | CPU (s) | × official |" % enc["reps"], "|---|---|---|---|---|"]
@@ -408,6 +455,8 @@ def run(size: str, sections: list[str], reps: int | None) -> dict[str, Any]:
         }
     }
     threads = torch.get_num_threads()
+    if "matmul" in sections:
+        res["matmul"] = matmul_section()
     if "agreement" in sections:
         res["agreement"] = agreement_section(cfg)
     if "tiny" in sections:

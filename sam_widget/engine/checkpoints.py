@@ -71,6 +71,7 @@ __all__ = [
     "infer_model_type",
     "select_device",
     "load_sam",
+    "apply_precision",
 ]
 
 DEFAULT_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -710,8 +711,21 @@ def load_sam(
 
 
 def _apply_precision(sam: Sam, precision: str, dev: torch.device) -> Sam:
-    """Convert the encoder to bf16 in place when ``precision`` resolves to bf16 on ``dev``."""
-    if resolve_precision(precision, dev) == "bf16":
+    apply_precision(sam, precision, dev)
+    return sam
+
+
+def apply_precision(sam: Sam, precision: str = "auto", device: str | torch.device | None = None) -> str:
+    """What :func:`load_sam` does with ``precision``, for a model built some other way.
+
+    Resolves ``precision`` on ``device`` (default: the model's) and, for bf16, converts the
+    image encoder's linear weights to bf16 in place and switches it to the fast forward
+    (:func:`sam_widget.engine.fast.accelerate`). Returns ``"fp32"`` or ``"bf16"``.
+    """
+    check_precision(precision)
+    dev = torch.device(device) if device is not None else sam.device
+    resolved = resolve_precision(precision, dev)
+    if resolved == "bf16":
         import warnings
 
         from .fast import accelerate
@@ -719,4 +733,4 @@ def _apply_precision(sam: Sam, precision: str, dev: torch.device) -> Sam:
         with warnings.catch_warnings():  # resolve_precision above already said what it had to
             warnings.simplefilter("ignore", RuntimeWarning)
             accelerate(sam, precision="bf16")
-    return sam
+    return resolved

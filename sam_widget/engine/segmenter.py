@@ -251,12 +251,13 @@ class Segmenter:
         self._image: np.ndarray | None = None
         self._key: str | None = None
         self._features: torch.Tensor | None = None
-        # bf16 also pays in the decoder's output upscaling (~45 % of a click's decoder work):
-        # see benchmarks/RESULTS.md; the transformer keeps fp32 attention scores.
+        # bf16 also pays in the decoder's image side (keys after the first block, their
+        # products with the tokens, the output upscaling): see benchmarks/RESULTS.md. The
+        # tokens, softmax statistics and the IoU head stay fp32.
         self._fast_decoder = (
             None
             if self.exact
-            else FastDecoder(sam, upscale_dtype=torch.bfloat16 if precision == "bf16" else None)
+            else FastDecoder(sam, image_dtype=torch.bfloat16 if precision == "bf16" else None)
         )
         self._decoder_state: Any = None
         self._original_size: tuple[int, int] | None = None
@@ -322,7 +323,7 @@ class Segmenter:
             out.insert(0, "SDPA encoder attention")
             if self.precision == "bf16":
                 out.insert(1, "bf16 encoder matrix products")
-                out.insert(3, "bf16 mask upscaling")
+                out.insert(3, "bf16 mask decoder image side")
         return tuple(out)
 
     @property
