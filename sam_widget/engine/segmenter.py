@@ -192,12 +192,15 @@ class Segmenter:
       sam: a ``segment_anything.modeling.Sam`` (official or custom sizes), any device.
       cache_dir: directory for the on-disk embedding cache, or ``None`` for memory only.
       exact: if True, every computation is the one ``SamPredictor`` does, so results are
-        bit-identical to it; if False (default), speed-ups are used whose results differ
-        from SamPredictor by at most 0.1 % of mask pixels and 1e-3 in scores.
+        bit-identical to it; if False (default), speed-ups are used: in fp32 their results
+        differ from SamPredictor by at most 0.1 % of mask pixels and 1e-3 in scores (bf16:
+        see ``precision``).
       memory_cache_bytes: bound of the in-memory LRU of embeddings (4 MiB per image for
         the official models).
       precision: ``"auto"`` (default), ``"fp32"`` or ``"bf16"``: the number format of the
-        image encoder's matrix products. ``"auto"`` is bf16 where the device computes bf16
+        image encoder's linear layers and of the mask decoder's image side (the tokens, the
+        IoU head and softmax statistics stay fp32; so do the encoder's attention on CPUs, its
+        residual stream and layer norms). ``"auto"`` is bf16 where the device computes bf16
         natively (CUDA compute capability >= 8.0; CPUs with AVX-512 BF16 or AMX; see
         :mod:`sam_widget.engine.precision`) and fp32 elsewhere; a model whose encoder weights
         were converted to bf16 (``load_sam(..., precision="bf16")``, the default ``"auto"``
