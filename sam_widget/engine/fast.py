@@ -442,7 +442,7 @@ class AccelerationReport:
       compile: the resolved compile decision (False, or True when a ``torch.compile``d
         forward is installed; the actual compilation happens on the first call).
       compile_error: why compilation was not possible (then the eager fast path runs).
-      precision: "fp32" or "bf16" (bf16 only on CUDA).
+      precision: "fp32" or "bf16", as resolved (bf16: the linear weights were converted).
       device: the encoder's device when accelerated.
       cache_dir: the on-disk compile cache directory (only when compiling).
       notes: human-readable remarks (warnings that were issued, decisions taken).

@@ -65,6 +65,14 @@ floating-point summation order changes):
 * Batch 1 (``expand``, never ``repeat_interleave``); prompt batches ``B > 1`` are decoded
   one prompt at a time.
 
+bf16 (``FastDecoder(sam, image_dtype=torch.bfloat16)``; the Segmenter's ``precision="bf16"``):
+after the first two-way block the image side (the keys, their products with the tokens,
+their residual updates and layer norms, the output upscaling) is kept in bf16; the tokens,
+every softmax's statistics and the IoU head stay in the model's dtype, and the logits are
+returned in it. Measured on the 2-core AVX-512 BF16 CPU (vit_b size, 1920x1080 image, 2
+threads, best of 30 on one embedding): 21.5 -> 15.8 ms per click; masks agree with fp32 to
+IoU 0.996-0.998 per candidate, scores to ~1e-4.
+
 Numerics (random models, random features and prompts; ``tests/test_fast_decoder.py``):
 logits differ from ``sam.mask_decoder``'s by ~1e-6 of their scale, IoU by ~1e-7, and
 thresholded masks agree on >= 99.99 % of pixels (in practice all).
