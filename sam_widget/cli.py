@@ -257,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="'auto' (default: CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'",
     )
+    model.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="number format of the image encoder: 'auto' (default) = bf16 on GPUs and CPUs with "
+        "native bf16, else fp32; 'fp32' gives exactly SamPredictor's masks",
+    )
     out = seg.add_argument_group("output")
     out.add_argument(
         "--output",
@@ -304,6 +311,7 @@ class _Request:
     multimask: bool
     show: bool
     coco: Path | None = None
+    precision: str = "auto"
 
 
 def _validate(args: argparse.Namespace) -> _Request:
@@ -369,6 +377,7 @@ def _validate(args: argparse.Namespace) -> _Request:
         multimask=not args.single,
         show=args.show,
         coco=coco,
+        precision=getattr(args, "precision", "auto"),
     )
 
 
@@ -428,7 +437,14 @@ def _load_segmenter(req: _Request) -> "Segmenter":
     held = _HeldStderr(real_stderr)
     sys.stderr = held
     try:
-        segmenter = Segmenter.from_pretrained(req.model, req.checkpoint, req.device, exact=True)
+        from .engine.checkpoints import select_device
+        from .engine.precision import resolve_precision
+
+        # fp32 is SamPredictor's computation exactly (exact=True); bf16 is the fast path
+        precision = resolve_precision(req.precision, select_device(req.device))
+        segmenter = Segmenter.from_pretrained(
+            req.model, req.checkpoint, req.device, exact=precision == "fp32", precision=precision
+        )
     except CheckpointError as e:
         held.drop()
         raise CLIError(_checkpoint_message(e, req)) from None

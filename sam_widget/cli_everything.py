@@ -113,6 +113,9 @@ def add_everything_parser(sub: Any, model_choices: tuple[str, ...], default_mode
     )
     model.add_argument("--checkpoint", metavar="PATH", help="local SAM checkpoint (.pth) instead of the cached download")
     model.add_argument("--device", default="auto", help="'auto' (default), 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    model.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="number format of the image encoder: 'auto' (default) = bf16 where the hardware "
+                       "has it natively, else fp32 (--exact always computes in fp32)")
     out = ev.add_argument_group("output")
     out.add_argument(
         "--output",
@@ -160,6 +163,7 @@ class _Request:
     show: bool
     coco: Path | None = None
     image_path: str | None = None
+    precision: str = "auto"
 
 
 def _validate(args: argparse.Namespace) -> _Request:
@@ -200,7 +204,8 @@ def _validate(args: argparse.Namespace) -> _Request:
             raise ValueError(str(e)) from None
     model = args.model if args.model is not None else (None if checkpoint is not None else DEFAULT_MODEL)
     return _Request(
-        image, params, model, checkpoint, args.device, output, args.exact, not args.no_progress, args.show, coco, args.image_path
+        image, params, model, checkpoint, args.device, output, args.exact, not args.no_progress, args.show, coco, args.image_path,
+        "fp32" if args.exact else args.precision,  # exact: the official fp32 computations
     )
 
 
@@ -215,7 +220,7 @@ def run_everything(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     loaded = _load_segmenter(req)  # exact: the official computations
-    segmenter = loaded if req.exact else Segmenter(loaded.sam)
+    segmenter = loaded if req.exact else Segmenter(loaded.sam, precision=req.precision)
     segmenter.set_image(req.image)
     props = segment_everything(segmenter, req.params, progress=req.progress)
     masks = props.masks

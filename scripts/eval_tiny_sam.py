@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="a state dict or a training checkpoint (default: the shipped weights)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arch", type=tiny_shapes_config, default=TINY_SHAPES_CONFIG, help="SamConfig overrides, as for train_tiny_sam.py --arch")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                    help="Segmenter precision (default fp32: the figures in the README; bf16 "
+                    "agrees to 0.0002, see benchmarks/RESULTS.md)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON only")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print mean IoUs by shape kind and by object size")
@@ -52,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         sam = build_sam(args.arch)
         sam.load_state_dict({k: v.float() for k, v in state.items()})
         sam.eval()
+    from sam_widget.engine.segmenter import Segmenter
+
     t0 = time.perf_counter()
-    res = evaluate_tiny(args.n_images, args.seed, sam, size=tuple(args.size), details=args.breakdown)
+    seg = Segmenter(sam, precision=args.precision)
+    res = evaluate_tiny(args.n_images, args.seed, size=tuple(args.size), segmenter=seg, details=args.breakdown)
+    res["precision"] = seg.precision
     objects = res.pop("objects", [])
     res["eval_wall_s"] = round(time.perf_counter() - t0, 1)
     if args.json:

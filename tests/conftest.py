@@ -11,6 +11,10 @@ Models
     with 5x5 attention windows, so the windowed blocks pad the grid (14 -> 15) the way the
     official models do (64 -> 70). Same rules as ``tiny_sam``.
 
+Precision
+  * ``$SAM_WIDGET_PRECISION=fp32`` for the whole run (subprocesses inherit it): "auto" resolves
+    to fp32 whatever the CPU. Tests of bf16 ask for it explicitly.
+
 Threads
   * torch runs single-threaded in the test process (set ``SAM_WIDGET_TEST_TORCH_THREADS=N``
     to change): on this shared 2-core machine, OpenMP threads fighting other processes
@@ -35,6 +39,12 @@ import sys
 
 import numpy as np
 import pytest
+
+# precision="auto" means bf16 on CPUs with native bf16 (this project's machines) and fp32
+# elsewhere. Tests of behaviour compare masks bit for bit with reference computations, so
+# they pin "auto" to fp32: the same numbers on every machine. The bf16 path is tested where
+# it is asked for explicitly (precision="bf16"), and test_precision.py tests the choice itself.
+os.environ.setdefault("SAM_WIDGET_PRECISION", "fp32")
 
 
 def limit_torch_threads() -> None:

@@ -157,7 +157,7 @@ def _listing(path: Path) -> list[str]:
 def test_first_load_downloads_with_progress_and_second_load_uses_the_cache(
     use_mirror, home, tiny_bytes, tiny_state, capsys
 ):
-    sam = load_sam("tiny", device="cpu")
+    sam = load_sam("tiny", device="cpu", precision="fp32")
 
     err = capsys.readouterr().err
     assert use_mirror.url + TINY_NAME in err
@@ -170,7 +170,7 @@ def test_first_load_downloads_with_progress_and_second_load_uses_the_cache(
     _assert_weights_equal(sam, tiny_state)
     assert use_mirror.requests == ["/mirror/" + TINY_NAME]
 
-    again = load_sam("tiny", device="cpu")
+    again = load_sam("tiny", device="cpu", precision="fp32")
     _assert_weights_equal(again, tiny_state)
     assert len(use_mirror.requests) == 1
 
@@ -287,16 +287,16 @@ def tiny_file(tmp_path, tiny_bytes) -> Path:
 
 def test_local_checkpoint_with_inferred_type(tiny_spec, tiny_file, tiny_state, monkeypatch):
     monkeypatch.setenv("SAM_WIDGET_CHECKPOINT_URL", _closed_port_url())  # must not download
-    sam = load_sam(checkpoint=tiny_file, device="cpu")
+    sam = load_sam(checkpoint=tiny_file, device="cpu", precision="fp32")
     _assert_weights_equal(sam, tiny_state)
-    sam = load_sam("tiny", checkpoint=str(tiny_file), device=torch.device("cpu"))
+    sam = load_sam("tiny", checkpoint=str(tiny_file), device=torch.device("cpu"), precision="fp32")
     _assert_weights_equal(sam, tiny_state)
 
 
 def test_wrapped_and_prefixed_state_dicts_load(tiny_spec, tmp_path, tiny_state):
     path = tmp_path / "trainer_output.pth"
     torch.save({"model": {"module." + k: v for k, v in tiny_state.items()}, "epoch": 3}, path)
-    _assert_weights_equal(load_sam(checkpoint=path, device="cpu"), tiny_state)
+    _assert_weights_equal(load_sam(checkpoint=path, device="cpu", precision="fp32"), tiny_state)
 
 
 def test_truncated_local_file(tiny_spec, tmp_path, tiny_bytes):
@@ -339,6 +339,74 @@ def test_file_for_another_model_type(tiny_spec, tiny_file):
     assert str(tiny_file) in message and "'vit_b'" in message
     assert "wrong shape" in message
     assert "model_type='tiny'" in message  # points at the model it actually holds
+
+
+def _save_without(tmp_path, state, drop_prefix=None, extra=None) -> Path:
+    state = {k: v for k, v in state.items() if drop_prefix is None or not k.startswith(drop_prefix)}
+    state.update(extra or {})
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("model_type", ["tiny", None])
+def test_incomplete_checkpoint_is_called_incomplete_not_a_wrong_model_type(tiny_spec, tmp_path, tiny_state, model_type):
+    """The encoder fits the model type asked for, so "pass model_type='tiny'" would be no help."""
+    path = _save_without(tmp_path, tiny_state, drop_prefix="mask_decoder.iou_prediction_head")
+    with pytest.raises(CheckpointError) as info:
+        load_sam(model_type, checkpoint=path, device="cpu")
+    message = str(info.value)
+    assert str(path) in message and "missing keys" in message
+    assert "incomplete" in message and "mask_decoder" in message
+    assert "pass model_type=" not in message
+
+
+def test_checkpoint_of_another_family_with_a_sam_encoder_says_so(tiny_spec, tmp_path, tiny_state):
+    path = _save_without(tmp_path, tiny_state, extra={"mask_decoder.hf_token.weight": torch.zeros(1, 32)})
+    with pytest.raises(CheckpointError) as info:
+        load_sam("tiny", checkpoint=path, device="cpu")
+    message = str(info.value)
+    assert "unexpected keys" in message and "another model family" in message
+    assert "pass model_type=" not in message
+
+
+def _mock_native_bf16(monkeypatch, native: bool) -> None:
+    from sam_widget.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (native, "mocked"))
+
+
+def test_auto_precision_converts_the_encoder_once_where_bf16_is_native(monkeypatch, tiny_spec, tiny_file, tiny_state):
+    monkeypatch.delenv("SAM_WIDGET_PRECISION", raising=False)  # the hardware decides "auto" here
+    from sam_widget import Segmenter
+    from sam_widget.engine.fast import encoder_precision
+
+    _mock_native_bf16(monkeypatch, True)
+    sam = load_sam(checkpoint=tiny_file, device="cpu")  # precision="auto"
+    assert encoder_precision(sam.image_encoder) == "bf16"
+    loaded = sam.state_dict()
+    for key, value in tiny_state.items():  # every tensor is the file's, the blocks' linears rounded to bf16
+        converted = key.startswith("image_encoder.blocks.") and any(f".{k}." in key for k in ("qkv", "proj", "lin1", "lin2"))
+        expected = value.to(torch.bfloat16) if converted else value
+        assert loaded[key].dtype == expected.dtype and torch.equal(loaded[key], expected), key
+    assert Segmenter(sam).precision == "bf16"
+    with pytest.raises(ValueError, match="precision='fp32'"):
+        Segmenter(sam, exact=True)
+    # the same file on hardware without native bf16: the file's weights, untouched
+    _mock_native_bf16(monkeypatch, False)
+    _assert_weights_equal(load_sam(checkpoint=tiny_file, device="cpu"), tiny_state)
+
+
+def test_from_pretrained_exact_loads_fp32_even_where_auto_would_be_bf16(monkeypatch, tiny_spec, tiny_file, tiny_state):
+    monkeypatch.delenv("SAM_WIDGET_PRECISION", raising=False)  # the hardware decides "auto" here
+    from sam_widget import Segmenter
+
+    _mock_native_bf16(monkeypatch, True)
+    seg = Segmenter.from_pretrained(None, checkpoint=tiny_file, device="cpu", exact=True)
+    assert seg.exact and seg.precision == "fp32"
+    _assert_weights_equal(seg.sam, tiny_state)
+    seg = Segmenter.from_pretrained(None, checkpoint=tiny_file, device="cpu")
+    assert seg.precision == "bf16" and not seg.exact
 
 
 def test_unknown_architecture_cannot_be_inferred(tiny_file):
@@ -446,7 +514,7 @@ def test_tiny_shapes_uses_the_shipped_loader(monkeypatch, tiny_state):
     fake.load_tiny_shapes = load_tiny_shapes
     monkeypatch.setitem(sys.modules, "sam_widget.engine.tiny", fake)
     monkeypatch.setenv("SAM_WIDGET_CHECKPOINT_URL", _closed_port_url())
-    sam = load_sam("tiny_shapes", device="cpu")
+    sam = load_sam("tiny_shapes", device="cpu", precision="fp32")
     assert calls == [torch.device("cpu")]
     assert not sam.training
     _assert_weights_equal(sam, tiny_state)

@@ -131,7 +131,10 @@ def test_points_and_labels(loader, tiny_sam, sample_path, tmp_path, capsys):
     pred = expected(tiny_sam, sample_path, [[100, 100], [110, 110], [0, 0]], [1, 1, 0])
     check_outputs(out, stdout, pred, (480, 640))
     ((args, kwargs),) = loader.calls
-    assert args == ("vit_b", None, "auto") and kwargs == {"exact": True}
+    assert args == ("vit_b", None, "auto")
+    # --precision auto: exactly SamPredictor's computation where it resolves to fp32, the fast
+    # path where the hardware does bf16 natively (tests/test_precision.py mocks both cases)
+    assert kwargs in ({"exact": True, "precision": "fp32"}, {"exact": False, "precision": "bf16"})
 
 
 def test_box(loader, tiny_sam, sample_path, tmp_path, capsys):
@@ -640,6 +643,8 @@ def test_real_loading_end_to_end(tiny_sam, tiny_checkpoint, small_image, tmp_pat
             tiny_checkpoint,
             "--device",
             "cpu",
+            "--precision",
+            "fp32",  # exactly SamPredictor's masks (auto may pick bf16 on this hardware)
             "--output",
             out,
         ],

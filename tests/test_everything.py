@@ -560,3 +560,19 @@ def test_vit_b_exact_parity_and_fast_agreement():
     assert_same_as_official(ours(sam, image, True, **params), records)
     best = agreement(ours(sam, image, False, **params), records)
     assert np.mean(np.asarray(best) >= AGREEMENT_IOU) >= AGREEMENT_FRACTION
+
+
+def test_bf16_segmenters_segment_everything_and_find_the_official_masks(shapes_sam):
+    """With precision='bf16' (the default on CPUs with native bf16) the click decoder computes
+    its image side in bf16; segment_everything batches through an fp32 twin of it."""
+    best = []
+    for seed in range(2):
+        image, _ = shapes_image(seed)
+        records = official(shapes_sam, image, **SHAPES_PARAMS)
+        seg = Segmenter(shapes_sam, precision="bf16")
+        seg.set_image(image)
+        props = seg.segment_everything(progress=False, **SHAPES_PARAMS)
+        seg.predict(points=[[20, 20]], labels=[1])  # the click path still works on the same image
+        best += agreement(props, records)
+    assert len(best) >= 10
+    assert np.mean(np.asarray(best) >= AGREEMENT_IOU) >= AGREEMENT_FRACTION, sorted(best)[:5]

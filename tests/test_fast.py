@@ -224,7 +224,7 @@ def test_inference_mode_and_no_grad_take_the_fast_path(monkeypatch):
     accelerate(sam)
     calls = []
     real = fast._fast_block
-    monkeypatch.setattr(fast, "_fast_block", lambda blk, x: calls.append(1) or real(blk, x))
+    monkeypatch.setattr(fast, "_fast_block", lambda blk, x, *a: calls.append(1) or real(blk, x, *a))
     x = _input(TINY_TEST_CONFIG)
     with torch.inference_mode():
         sam.image_encoder(x)
@@ -297,16 +297,90 @@ def test_bad_arguments():
     assert not is_accelerated(sam)
 
 
-def test_bf16_is_refused_on_cpu_with_a_warning():
-    sam = random_sam(TINY_TEST_CONFIG, seed=0)
-    with pytest.warns(RuntimeWarning, match="bf16"):
-        report = accelerate(sam, precision="bf16")
-    assert report.accelerated and report.precision == "fp32"
-    x = _input(TINY_TEST_CONFIG)
+def _native(monkeypatch, native: bool) -> None:
+    from sam_widget.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (native, "mocked"))
+
+
+def _param_bytes(module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def test_bf16_converts_linear_weights_once_and_halves_their_memory(monkeypatch):
+    _native(monkeypatch, True)
+    sam = random_sam(PADDED, seed=0)
+    ref = random_sam(PADDED, seed=0)
+    enc = sam.image_encoder
+    linear_bytes = sum(_param_bytes(m) for m in enc.modules() if isinstance(m, torch.nn.Linear))
+    before = _param_bytes(enc)
+    report = accelerate(sam, precision="bf16")
+    assert report.accelerated and report.precision == "bf16"
+    assert any("converted to bf16" in n for n in report.notes)
+    assert _param_bytes(enc) == before - linear_bytes // 2
+    for name, p in enc.named_parameters():  # only the blocks' linear layers change
+        is_linear = name.startswith("blocks.") and any(f".{k}." in name for k in ("qkv", "proj", "lin1", "lin2"))
+        assert p.dtype == (torch.bfloat16 if is_linear else torch.float32), name
+    x = _input(PADDED)
     with torch.no_grad():
-        out = sam.image_encoder(x)
+        out = enc(x)
+        exact = ref.image_encoder(x)
     assert out.dtype == torch.float32
-    _assert_close_embedding(ImageEncoderViT.forward(sam.image_encoder, x), out)
+    scale = exact.abs().max().item()
+    assert 0 < (out - exact).abs().max().item() <= 0.05 * scale  # bf16 noise, not fp32 noise
+    # SamPredictor keeps working on the converted model (fp32 image in, fp32 embedding out)
+    img = _image(100, 80, seed=3)
+    p = SamPredictor(sam)
+    p.set_image(img)
+    assert p.features.dtype == torch.float32
+    p.predict(point_coords=np.array([[40.0, 50.0]]), point_labels=np.array([1]))
+
+
+def test_converting_at_load_and_per_call_give_the_same_numbers():
+    """bf16 on an fp32 model (layers converted for the call) equals bf16 weights converted once."""
+    a, b = random_sam(ODD, seed=4), random_sam(ODD, seed=4)
+    fast.convert_linear_weights(b.image_encoder, torch.bfloat16)
+    x = _input(ODD, batch=2)
+    with torch.no_grad():
+        per_call = fast_encoder_forward(a.image_encoder, x, torch.bfloat16)
+        at_load = fast_encoder_forward(b.image_encoder, x)  # the weights' dtype decides
+    assert torch.equal(per_call, at_load)
+    assert a.image_encoder.blocks[0].attn.qkv.weight.dtype == torch.float32  # untouched
+
+
+def test_deaccelerate_after_bf16_restores_fp32_weights_rounded_to_bf16(monkeypatch):
+    _native(monkeypatch, True)
+    sam = random_sam(TINY_TEST_CONFIG, seed=0)
+    original = sam.image_encoder.blocks[0].mlp.lin1.weight.detach().clone()
+    accelerate(sam, precision="bf16")
+    assert deaccelerate(sam)
+    w = sam.image_encoder.blocks[0].mlp.lin1.weight
+    assert w.dtype == torch.float32 and torch.equal(w, original.to(torch.bfloat16).float())
+    assert type(sam.image_encoder) is ImageEncoderViT
+    with torch.no_grad():
+        sam.image_encoder(_input(TINY_TEST_CONFIG))  # the reference forward runs again
+
+
+def test_gradients_through_converted_weights_are_refused_clearly(monkeypatch):
+    _native(monkeypatch, True)
+    sam = random_sam(TINY_TEST_CONFIG, seed=0)
+    accelerate(sam, precision="bf16")
+    with pytest.raises(RuntimeError, match="precision='fp32'"):
+        sam.image_encoder(_input(TINY_TEST_CONFIG))  # grad mode on, parameters require grad
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.delenv("SAM_WIDGET_PRECISION", raising=False)  # the hardware decides "auto" here
+    _native(monkeypatch, False)
+    sam = random_sam(TINY_TEST_CONFIG, seed=0)
+    assert accelerate(sam, precision="auto").precision == "fp32"
+    assert sam.image_encoder.blocks[0].attn.qkv.weight.dtype == torch.float32
+    _native(monkeypatch, True)
+    assert accelerate(sam, precision="auto").precision == "bf16"
+    assert sam.image_encoder.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    report = accelerate(sam, precision="fp32")  # back to fp32 in place
+    assert report.precision == "fp32" and any("back to fp32" in n for n in report.notes)
+    assert sam.image_encoder.blocks[0].attn.qkv.weight.dtype == torch.float32
 
 
 def test_fast_path_handles_autocast_dtypes():

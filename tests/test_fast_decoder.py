@@ -360,3 +360,31 @@ def test_vit_b_size_decoder():
             assert rlow.shape[-2:] == (256, 256)
             _assert_close(dec.predict(state, points, boxes, masks, multimask), (rlow, riou))
             _assert_close(dec.decode(state, sparse, dense, multimask), (rlow, riou))
+
+
+# ------------------------------------------------------------------------------ bf16 image side
+@pytest.mark.parametrize("config", ["tiny", "wide"])
+def test_bf16_image_side_agrees_with_the_mask_decoder(request, config):
+    """``image_dtype=torch.bfloat16``: logits stay fp32 tensors, scores move by < 0.01 and
+    thresholded masks agree to IoU >= 0.98 per mask, on every prompt path (folded, too many
+    tokens to fold, mask inputs, the ``decode`` drop-in)."""
+    sam = request.getfixturevalue(_model(config))
+    dec = FastDecoder(sam, image_dtype=torch.bfloat16)
+    features = _features(sam, seed=2)
+    state = dec.prepare(features)
+    for i, kind in enumerate(["point", "box+points", "points+mask", "many_points", "many_points+mask"]):
+        points, boxes, masks = _prompt(sam, kind, seed=i)
+        sparse, dense, rlow, riou = _reference(sam, features, points, boxes, masks, True)
+        for low, iou in (dec.predict(state, points, boxes, masks, True), dec.decode(state, sparse, dense, True)):
+            assert low.dtype == torch.float32 and low.shape == rlow.shape and iou.dtype == torch.float32
+            assert (iou - riou).abs().max().item() <= 1e-2
+            a, b = low > 0, rlow > 0
+            inter = (a & b).flatten(2).sum(-1).double()
+            union = (a | b).flatten(2).sum(-1).double().clamp(min=1)
+            assert (inter / union).min().item() >= 0.98, (kind, inter / union)
+            assert not torch.equal(low, rlow)  # it really ran in bf16
+
+
+def test_bad_image_dtype(tiny_sam):
+    with pytest.raises(ValueError, match="image_dtype"):
+        FastDecoder(tiny_sam, image_dtype=torch.int8)

@@ -92,7 +92,7 @@ def encoded(request, tiny_sam, padded_sam):
     name, (H, W) = request.param
     sam = tiny_sam if name == "tiny" else padded_sam
     rgb = make_image(H, W, seed=H)
-    exact, fast, ref = Segmenter(sam, exact=True), Segmenter(sam), SamPredictor(sam)
+    exact, fast, ref = Segmenter(sam, exact=True), Segmenter(sam, precision="fp32"), SamPredictor(sam)
     for s in (exact, fast):
         s.set_image(rgb)
     ref.set_image(rgb)
@@ -338,6 +338,9 @@ BAD_IMAGES = {
     "missing_file": lambda tmp: tmp / "missing.png",
     "directory": lambda tmp: tmp,
     "unreadable_file": _unreadable_file,
+    # the tiny model resizes the longer side to 128 px: a side under 1/256 of the other is 0 px
+    "one_row": lambda tmp: np.zeros((1, 5000, 3), np.uint8),
+    "three_columns": lambda tmp: np.zeros((5000, 3, 3), np.uint8),
 }
 
 
@@ -392,6 +395,14 @@ def _bad_prompts(low_res):
         "mask_two_channels": (dict(mask_input=np.zeros((2, h, w), np.float32)), ValueError, "shape"),
         "mask_not_array": (dict(mask_input=[[0.0]]), TypeError, "NumPy array"),
         "mask_nan": (dict(mask_input=np.full((1, h, w), np.nan, np.float32)), ValueError, "NaN"),
+        "mask_strings": (dict(mask_input=np.full((1, h, w), "1.0")), TypeError, "dtype <U3"),
+        "mask_datetimes": (dict(mask_input=np.zeros((1, h, w), "datetime64[s]")), TypeError, "dtype datetime64"),
+        "mask_complex": (dict(mask_input=np.zeros((1, h, w), np.complex64)), TypeError, "dtype complex64"),
+        "mask_structured": (dict(mask_input=np.zeros((1, h, w), [("a", "f4"), ("b", "f4")])), TypeError, "dtype \\[\\('a'"),
+        "mask_objects": (dict(mask_input=np.zeros((1, h, w), object)), TypeError, "dtype object"),
+        "display_size_one_number": (dict(points=[[1, 2]], labels=[1], display_size=100), TypeError, "display_size"),
+        "display_size_floats": (dict(points=[[1, 2]], labels=[1], display_size=(10.0, 20.0)), TypeError, "display_size"),
+        "display_size_zero": (dict(points=[[1, 2]], labels=[1], display_size=(0, 20)), ValueError, "display_size"),
         "no_prompt": (dict(), ValueError, "at least one prompt"),
         "multimask_not_bool": (dict(points=[[1, 2]], labels=[1], multimask="yes"), TypeError, "multimask"),
     }
@@ -410,6 +421,61 @@ def test_bad_prompt_raises_clearly_and_state_stays_intact(seg_with_image, name):
         seg.predict(**kwargs)
     assert seg.image_size == (45, 61)
     assert_exact(seg.predict(**good), (before.masks, before.scores, before.logits))
+
+
+def test_thin_image_error_names_the_size_and_the_limit(seg_with_image):
+    with pytest.raises(ValueError) as info:
+        seg_with_image.set_image(np.zeros((1, 5000, 3), np.uint8))
+    message = str(info.value)
+    assert "1 x 5000 (height x width)" in message and "128 px" in message
+    assert "at least 20 px" in message and "it is 1 px" in message
+
+
+def test_thin_image_within_the_limit_segments_end_to_end(tiny_sam):
+    """20 x 5000 is the thinnest the tiny model takes (1/256): it becomes 1 x 128 inside."""
+    seg = Segmenter(tiny_sam, precision="fp32")
+    ref = SamPredictor(tiny_sam)
+    img = make_image(20, 5000, seed=5)
+    seg.set_image(img)
+    ref.set_image(img)
+    kwargs = dict(points=[[2500, 10]], labels=[1])
+    pred = seg.predict(**kwargs, display_size=(4, 1000))
+    assert pred.masks.shape == (3, 20, 5000) and pred.display_masks.shape == (3, 4, 1000)
+    assert_close(pred, reference_predict(ref, **kwargs))
+
+
+# ------------------------------------------------------------ display-size masks
+def test_display_masks_come_from_predict_and_match_mask_at_size(encoded, monkeypatch):
+    """predict(display_size=...) computes the overlay masks itself; nothing is left for the UI."""
+    H, W = encoded.H, encoded.W
+    dh, dw = max(1, round(H * 0.37)), max(1, round(W * 0.37))
+    for seg in (encoded.fast, encoded.exact):
+        pred = seg.predict(points=[[0.4 * W, 0.6 * H]], labels=[1], display_size=(dh, dw))
+        plain = seg.predict(points=[[0.4 * W, 0.6 * H]], labels=[1])
+        assert pred.display_size == (dh, dw) and plain.display_size is None
+        assert pred.display_masks.shape == (3, dh, dw) and pred.display_masks.dtype == np.bool_
+        from sam_widget.engine import segmenter as S
+
+        def no_torch(*a, **k):
+            raise AssertionError("display masks must be ready when predict returns")
+
+        with monkeypatch.context() as m:
+            m.setattr(S._Upscaler, "to_display", no_torch)
+            shown = [pred.display_mask(i) for i in range(3)]
+            assert all(np.array_equal(pred.mask_at_size(i, (dh, dw)), shown[i]) for i in range(3))
+        for i in range(3):  # the same path as asking afterwards
+            assert np.array_equal(shown[i], plain.mask_at_size(i, (dh, dw)))
+        with pytest.raises(ValueError, match="display_size"):
+            plain.display_mask(0)
+
+
+def test_display_size_equal_to_the_image_gives_the_full_size_masks(encoded):
+    H, W = encoded.H, encoded.W
+    for seg in (encoded.fast, encoded.exact):
+        pred = seg.predict(box=[0.1 * W, 0.2 * H, 0.7 * W, 0.9 * H], multimask=False, display_size=(H, W))
+        ref = seg.predict(box=[0.1 * W, 0.2 * H, 0.7 * W, 0.9 * H], multimask=False)
+        assert np.array_equal(pred.display_mask(0), ref.masks[0])
+        assert np.array_equal(pred.masks, ref.masks)
 
 
 def test_predict_before_set_image_raises_runtime_error(tiny_sam):
@@ -491,14 +557,12 @@ def test_vit_b_exact_mode_is_bit_identical_to_sam_predictor():
     )
 
 
-def test_bf16_precision_is_cuda_only_and_never_exact(tiny_sam):
-    with pytest.warns(UserWarning, match="CUDA"):
-        seg = Segmenter(tiny_sam, precision="bf16")  # on this CPU: fp32, said out loud
-    assert seg.precision == "fp32"
+def test_bf16_precision_is_never_exact(tiny_sam):
     with pytest.raises(ValueError, match="exact"):
         Segmenter(tiny_sam, exact=True, precision="bf16")
     with pytest.raises(ValueError, match="precision"):
         Segmenter(tiny_sam, precision="fp16")
+    assert Segmenter(tiny_sam, exact=True).precision == "fp32"
 
 
 def test_exclusive_makes_set_image_and_predict_one_step_against_other_threads(tiny_sam):

@@ -9,6 +9,8 @@ _EXPORTS = {
     "CheckpointError": ".checkpoints",
     "load_sam": ".checkpoints",
     "select_device": ".checkpoints",
+    "apply_precision": ".checkpoints",
+    "resolve_precision": ".precision",
     "SamConfig": ".models",
     "build_sam": ".models",
     "random_sam": ".models",

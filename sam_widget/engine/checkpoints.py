@@ -60,6 +60,7 @@ from .registry import (
     CheckpointError,
     cache_home,
 )
+from .precision import check_precision, resolve_precision
 
 __all__ = [
     "CheckpointError",
@@ -79,6 +80,7 @@ __all__ = [
     "infer_model_type",
     "select_device",
     "load_sam",
+    "apply_precision",
 ]
 
 TINY_SHAPES = OFFLINE_MODEL
@@ -438,6 +440,42 @@ def _describe_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str, t
     return "; ".join(parts)
 
 
+def _mismatch_hint(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], model_type: str) -> str:
+    """How to fix a checkpoint that does not fit ``model_type`` (advice that fits the case)."""
+    try:
+        actual = infer_model_type(state)
+    except ValueError as e:
+        return (
+            f"The file does not look like any known SAM model ({e}). Pass the checkpoint "
+            f"that matches model_type={model_type!r}."
+        )
+    if actual != model_type:
+        return (
+            f"The file holds a {actual!r} model: pass model_type={actual!r}, or "
+            f"model_type=None to detect it automatically."
+        )
+    # The encoder has exactly the shape of the model type the caller asked for, so telling
+    # them to pass that model type would be no help: the file itself is the problem.
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing and not unexpected and not wrong_shape:
+        parts = sorted({k.split(".")[0] for k in missing})
+        return (
+            f"Its image encoder is a {model_type} encoder, but the file is incomplete: it lacks "
+            f"{len(missing)} of the {len(expected)} tensors (in {', '.join(parts)}). It may be "
+            "a partial save (e.g. the image encoder alone) or a damaged copy: use the complete "
+            f"official {model_type} checkpoint (load_sam({model_type!r}) downloads it), or save "
+            "the whole model's state_dict."
+        )
+    return (
+        f"Its image encoder is shaped like {model_type}'s, but the rest does not match SAM's "
+        "architecture: the file is probably from another model family built on a SAM encoder "
+        "(e.g. a fine-tuned or extended variant), which sam_widget cannot load. Use an official "
+        f"{model_type} checkpoint (load_sam({model_type!r}) downloads it)."
+    )
+
+
 # ----------------------------------------------------------------------------- device
 
 
@@ -537,20 +575,9 @@ def _build_from_state_dict(
     expected = sam.state_dict()
     problem = _describe_mismatch(expected, state)
     if problem:
-        try:
-            actual = infer_model_type(state)
-        except ValueError as e:
-            hint = (
-                f"The file does not look like any known SAM model ({e}). Pass the checkpoint "
-                f"that matches model_type={model_type!r}."
-            )
-        else:
-            hint = (
-                f"The file holds a {actual!r} model: pass model_type={actual!r}, or "
-                f"model_type=None to detect it automatically."
-            )
         raise CheckpointError(
-            f"Checkpoint {path} does not fit model_type={model_type!r}: {problem}. {hint}"
+            f"Checkpoint {path} does not fit model_type={model_type!r}: {problem}. "
+            f"{_mismatch_hint(expected, state, model_type)}"
         )
     # Keep the model float32 even if the file was saved in half precision.
     state = {
@@ -584,6 +611,7 @@ def load_sam(
     device: str | torch.device = "auto",
     *,
     progress: bool = True,
+    precision: str = "auto",
 ) -> Sam:
     """Load a SAM model and return it in eval mode on the selected device.
 
@@ -595,6 +623,14 @@ def load_sam(
     small offline model shipped in ``sam_widget.engine.tiny`` and takes no checkpoint.
     ``device`` is as for :func:`select_device`.
 
+    ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``; see :mod:`sam_widget.engine.precision`):
+    when it resolves to bf16 (``"auto"`` does on CUDA GPUs and CPUs with native bf16), the
+    image encoder's linear weights are converted to bf16 once, here, in place (the model
+    takes about half the memory) and the encoder is switched to sam_widget's fast forward
+    (:func:`sam_widget.engine.fast.accelerate`), so ``SamPredictor`` and the automatic mask
+    generator still take fp32 images and give fp32 embeddings. Such a model cannot give
+    fp32-exact results: pass ``precision="fp32"`` for ``Segmenter(sam, exact=True)``.
+
     Raises :class:`CheckpointError` for any problem with the file or the download,
     :class:`ValueError` for an unknown model type or unavailable device, :class:`TypeError`
     for arguments of the wrong type.
@@ -604,6 +640,7 @@ def load_sam(
     path = None if checkpoint is None else _as_path(checkpoint, "checkpoint")
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, not {type(progress).__name__}.")
+    check_precision(precision)
     dev = select_device(device)
 
     if model_type == TINY_SHAPES:
@@ -614,7 +651,7 @@ def load_sam(
             )
         sam = _load_tiny_shapes(dev).eval()
         sam._sam_widget_model_type = TINY_SHAPES  # read by Segmenter.model_name
-        return sam
+        return _apply_precision(sam, precision, dev)
 
     downloaded = path is None
     if path is None:
@@ -640,5 +677,32 @@ def load_sam(
             ) from e
 
     sam = _build_from_state_dict(state, CHECKPOINTS[model_type].config, path, model_type)
+    del state  # the model holds the tensors now; let a bf16 conversion free the fp32 ones
     sam._sam_widget_model_type = model_type  # read by Segmenter.model_name
-    return sam.to(dev).eval()
+    return _apply_precision(sam.to(dev).eval(), precision, dev)
+
+
+def _apply_precision(sam: Sam, precision: str, dev: torch.device) -> Sam:
+    apply_precision(sam, precision, dev)
+    return sam
+
+
+def apply_precision(sam: Sam, precision: str = "auto", device: str | torch.device | None = None) -> str:
+    """What :func:`load_sam` does with ``precision``, for a model built some other way.
+
+    Resolves ``precision`` on ``device`` (default: the model's) and, for bf16, converts the
+    image encoder's linear weights to bf16 in place and switches it to the fast forward
+    (:func:`sam_widget.engine.fast.accelerate`). Returns ``"fp32"`` or ``"bf16"``.
+    """
+    check_precision(precision)
+    dev = torch.device(device) if device is not None else sam.device
+    resolved = resolve_precision(precision, dev)
+    if resolved == "bf16":
+        import warnings
+
+        from .fast import accelerate
+
+        with warnings.catch_warnings():  # resolve_precision above already said what it had to
+            warnings.simplefilter("ignore", RuntimeWarning)
+            accelerate(sam, precision="bf16")
+    return resolved

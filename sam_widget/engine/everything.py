@@ -133,9 +133,13 @@ class _Snapshot:
         self.input_size = tuple(seg._input_size)
         self.state = None
         if not seg.exact:
-            if seg._decoder_state is None:  # shared with predict(): made once per image
-                seg._decoder_state = seg._fast_decoder.prepare(seg._features)
-            self.state = seg._decoder_state
+            dec = seg._everything_decoder
+            if dec is not seg._fast_decoder:  # an fp32 twin of a bf16 click decoder: its own state
+                self.state = dec.prepare(seg._features)
+            else:
+                if seg._decoder_state is None:  # shared with predict(): made once per image
+                    seg._decoder_state = dec.prepare(seg._features)
+                self.state = seg._decoder_state
 
 
 class _Run:
@@ -217,7 +221,7 @@ class _Run:
             calls = seg.stats["encoder_calls"]
             features, _, input_size = seg._embedding(rgb, image_key(rgb))
             self.stats["crop_encodes"] += seg.stats["encoder_calls"] - calls
-            state = None if seg.exact else seg._fast_decoder.prepare(features)
+            state = None if seg.exact else seg._everything_decoder.prepare(features)
         if seg.exact:
             return ExactCrop(seg, features, input_size, crop_box, (H, W), self.p)
         return FastCrop(seg, features, input_size, crop_box, (H, W), self.p, state)

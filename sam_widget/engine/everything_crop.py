@@ -122,7 +122,7 @@ class FastCrop(_Crop):
 
     def __init__(self, seg: Any, features: torch.Tensor, input_size, crop_box, image_size, params, state: Any) -> None:
         super().__init__(seg, features, input_size, crop_box, image_size, params)
-        self.decoder = seg._fast_decoder
+        self.decoder = seg._everything_decoder
         self.state = state  # the crop's DecoderState (prepared once, reused by every batch)
         side = 4 * int(self.sam.prompt_encoder.image_embedding_size[0])
         self.resampler = Resampler((side, side), self.sam.image_encoder.img_size, self.input_size, self.crop_size)

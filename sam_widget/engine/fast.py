@@ -4,9 +4,10 @@
 run a rewritten forward pass; everything that calls the encoder (``SamPredictor``,
 ``SamAutomaticMaskGenerator``, :class:`sam_widget.engine.segmenter.Segmenter`) gets the
 speed-up. ``deaccelerate(sam)`` (or ``report.undo()``) puts the original forward back, after
-which the model is bit-identical to an untouched one (no parameter is ever modified).
+which the model is bit-identical to an untouched one (in fp32 no parameter is ever
+modified; see *bf16* below for ``precision="bf16"``).
 
-What the fast forward does differently (all in fp32, the same parameters):
+What the fast forward does differently (in fp32, the same parameters):
 
 * Attention uses ``torch.nn.functional.scaled_dot_product_attention`` (a fused
   flash-attention kernel on CPU and CUDA) with SAM's decomposed relative-position bias
@@ -52,9 +53,22 @@ Measured on the project's 2-core AVX2 CPU, shared with other jobs (vit_b random 
   warm, then 11.6 CPU-s per call - the same as eager (11.5). Hence ``compile="auto"`` means
   *no compile*.
 
-CUDA: the code is device-agnostic (every buffer is created on the input's device) and
-``precision="bf16"`` runs the encoder under ``torch.autocast("cuda", torch.bfloat16)``.
-It has NOT been tested on a GPU (none was available while writing it).
+bf16 (``precision="bf16"``, and ``"auto"`` where the hardware has native bf16, see
+:mod:`sam_widget.engine.precision`): the transformer blocks' linear layers (~95 % of the
+weights and ~75 % of the FLOPs) compute in bf16. :func:`convert_linear_weights` converts
+their weights once (``load_sam`` / ``accelerate`` do; memory halves); on an fp32 model,
+``fast_encoder_forward(..., dtype=torch.bfloat16)`` converts one layer at a time for the call
+instead (bit-identical results, the model untouched). The residual stream, layer norms,
+patch embedding and neck stay fp32. Attention stays fp32 on CPUs: measured here (AVX-512 BF16,
+no AMX, torch 2.14) the fused attention kernel is 2-3x *slower* in bf16, and hand-written
+bf16 attention was slower still; on GPUs it runs in bf16. On the project's 2-core CPU this
+takes the encoder from 0.56x to about 0.4x of the official fp32 ``set_image`` (see
+``benchmarks/RESULTS.md``): the floor is the bf16 matrix rate (~0.73 TFLOP of linears at
+~350-400 GFLOP/s ~= 2 s) plus fp32 attention (~0.2 TFLOP at ~150-300 GFLOP/s). Masks agree
+with exact fp32 to a median IoU of 0.998 (min 0.994) over 120 prompts on vit_b.
+
+CUDA: the code is device-agnostic (every buffer is created on the input's device);
+``benchmarks/gpu.sh`` measures it on a GPU when one is lent.
 """
 
 from __future__ import annotations
@@ -85,6 +99,9 @@ __all__ = [
     "deaccelerate",
     "is_accelerated",
     "fast_encoder_forward",
+    "convert_linear_weights",
+    "encoder_precision",
+    "run_encoder",
     "compile_cache_dir",
     "MASK_BUDGET_BYTES",
     "QUERY_CHUNK",
@@ -98,7 +115,7 @@ QUERY_CHUNK = 1024
 #: Tokens per MLP chunk (eager mode).
 MLP_CHUNK_TOKENS = 4096
 
-_PRECISIONS = ("fp32", "bf16")
+_PRECISIONS = ("fp32", "bf16", "auto")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -209,61 +226,112 @@ def _attention(attn: Attention, q, k, v, hw: tuple[int, int]) -> torch.Tensor:
     return out.view(B, N, nh * hd)
 
 
-def _fast_block(blk: Block, x: torch.Tensor) -> torch.Tensor:
-    """segment_anything ``Block.forward`` (with its ``Attention``), computed faster."""
+def _lin(mod: torch.nn.Linear, y: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``mod(y)`` computed in ``dtype`` (None: the weight's own dtype).
+
+    Weights of another dtype are converted for this call only (one layer at a time, so the
+    transient copy is one layer's weights); ``y`` is converted to the compute dtype.
+    """
+    w, b = mod.weight, mod.bias
+    if dtype is None:
+        dtype = w.dtype
+    if w.dtype != dtype:
+        w = w.to(dtype)
+        b = b.to(dtype) if b is not None else None
+    if y.dtype != dtype:
+        y = y.to(dtype)
+    return F.linear(y, w, b)
+
+
+def _attn_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype attention runs in: the compute dtype, except bf16 on a CPU stays fp32.
+
+    Measured on the project's AVX-512 BF16 CPU (no AMX, torch 2.14): the fused CPU attention
+    kernel is 2-3x slower in bf16 than in fp32 (global block of vit_b: 2.2 s vs 0.8 s under
+    load), while bf16 matrix products are ~2x faster. So on CPUs only the linear layers use
+    bf16; softmax statistics and the relative-position bias are fp32 there anyway.
+    """
+    if dtype is None or dtype == torch.float32:
+        return x.dtype
+    return torch.float32 if x.device.type == "cpu" else dtype
+
+
+def _to(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _fast_block(blk: Block, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """segment_anything ``Block.forward`` (with its ``Attention``), computed faster.
+
+    ``dtype``: the linear layers' compute dtype (None: their weights' dtype). The residual
+    stream keeps ``x``'s dtype and layer norms run on it (fp32 for an fp32 input).
+    """
     attn: Attention = blk.attn
     B, H, W, C = x.shape
     nh = attn.num_heads
     ws = blk.window_size
     compiling = _compiling()
+    adt = _attn_dtype(x, dtype)
 
     hd = C // nh
     if ws > 0:
         # As the reference: pad the normalised tokens, project, partition into windows (one
         # copy, straight into the (3, windows, heads, tokens, head_dim) layout).
         y = blk.norm1(x)
+        if dtype is not None:
+            y = _to(y, dtype)
         pad_h, pad_w = (ws - H % ws) % ws, (ws - W % ws) % ws
         if pad_h or pad_w:
             y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
         Hp, Wp = H + pad_h, W + pad_w
         nwh, nww = Hp // ws, Wp // ws
-        qkv = F.linear(y, attn.qkv.weight, attn.qkv.bias)
-        win = (
-            qkv.view(B, nwh, ws, nww, ws, 3, nh, hd)
-            .permute(5, 0, 1, 3, 6, 2, 4, 7)
-            .reshape(3, B * nwh * nww, nh, ws * ws, hd)
-        )
+        qkv = _lin(attn.qkv, y, dtype)
+        view = qkv.view(B, nwh, ws, nww, ws, 3, nh, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
+        if compiling:
+            win = view.reshape(3, B * nwh * nww, nh, ws * ws, hd).to(adt)
+        else:  # copy and convert in one pass
+            win = torch.empty((3, B, nwh, nww, nh, ws, ws, hd), dtype=adt, device=x.device)
+            win.copy_(view)
+            win = win.view(3, B * nwh * nww, nh, ws * ws, hd)
         q, k, v = win.unbind(0)
         o = _attention(attn, q, k, v, (ws, ws))  # (B * nWin, ws*ws, C)
-        o = F.linear(o, attn.proj.weight, attn.proj.bias)
+        o = _lin(attn.proj, o, dtype)
         o = o.view(B, nwh, nww, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
         x = x + o[:, :H, :W]  # un-partition, crop and residual in one pass
     else:
-        qkv = F.linear(blk.norm1(x), attn.qkv.weight, attn.qkv.bias)  # (B, H, W, 3C)
+        qkv = _lin(attn.qkv, blk.norm1(x), dtype)  # (B, H, W, 3C)
+        qkv = _to(qkv, adt)
         # q, k, v are strided views; the attention kernel reads them in place.
         q, k, v = qkv.view(B, H * W, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
         o = _attention(attn, q, k, v, (H, W)).view(B, H, W, C)
-        o = F.linear(o, attn.proj.weight, attn.proj.bias)
-        x = o + x if compiling else _add_(o, x)
-    return _mlp(blk, x)
+        o = _lin(attn.proj, o, dtype)
+        x = o + x if compiling or o.dtype != x.dtype else _add_(o, x)
+    return _mlp(blk, x, dtype)
 
 
-def _mlp(blk: Block, x: torch.Tensor) -> torch.Tensor:
+def _mlp(blk: Block, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x + mlp(norm2(x))``, in token chunks of MLP_CHUNK_TOKENS (eager)."""
     B, H, W, C = x.shape
     mlp = blk.mlp
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        y = blk.norm2(t)
+        if dtype is not None:
+            y = _to(y, dtype)
+        return _lin(mlp.lin2, mlp.act(_lin(mlp.lin1, y, dtype)), dtype)
+
     if _compiling():
-        return x + mlp(blk.norm2(x))
+        return x + f(x)
     if x.numel() // C <= MLP_CHUNK_TOKENS:
-        return _add_(mlp(blk.norm2(x)), x)
+        h = f(x)
+        return _add_(h, x) if h.dtype == x.dtype else x + h
     flat = x.reshape(-1, C)
     out = torch.empty_like(flat)
     n = flat.shape[0]
     for t0 in range(0, n, MLP_CHUNK_TOKENS):
         t1 = min(n, t0 + MLP_CHUNK_TOKENS)
         xc = flat[t0:t1]
-        h = mlp.lin2(mlp.act(mlp.lin1(blk.norm2(xc))))
-        torch.add(xc, h, out=out[t0:t1])
+        torch.add(xc, f(xc), out=out[t0:t1])
     return out.view(B, H, W, C)
 
 
@@ -286,27 +354,80 @@ def _fast_ok(module: torch.nn.Module, cls: type) -> bool:
     )
 
 
-def fast_encoder_forward(encoder: ImageEncoderViT, x: torch.Tensor) -> torch.Tensor:
+def fast_encoder_forward(
+    encoder: ImageEncoderViT, x: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """The fast forward pass of a segment_anything ``ImageEncoderViT``, without patching it.
 
     Same result as ``ImageEncoderViT.forward(encoder, x)`` up to floating-point summation
-    order. When gradients are needed (grad mode on and the input or a parameter requires
-    grad) it runs segment_anything's own forward instead, as the fast path's reused buffers
-    do not support autograd.
+    order when ``dtype`` is None and the weights are fp32. ``dtype=torch.bfloat16`` runs the
+    transformer blocks' linear layers in bf16 (fp32 weights are converted layer by layer for
+    the call; weights already in bf16, see :func:`convert_linear_weights`, are used as they
+    are); the residual stream, layer norms, patch embedding and neck stay in ``x``'s dtype,
+    and attention runs in fp32 on CPUs (see :func:`_attn_dtype`) and in bf16 on GPUs. The
+    output has ``x``'s dtype.
+
+    When gradients are needed (grad mode on and the input or a parameter requires grad) it
+    runs segment_anything's own forward instead, as the fast path's reused buffers do not
+    support autograd.
     """
     if torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in encoder.parameters())
     ):
+        if _has_converted_linears(encoder):
+            raise RuntimeError(
+                "this encoder's linear weights were converted to bf16 (precision='bf16'); "
+                "the autograd (reference) forward needs fp32 weights: use torch.no_grad(), or "
+                "load the model with precision='fp32'."
+            )
         return ImageEncoderViT.forward(encoder, x)
+    if dtype is None and _has_converted_linears(encoder):
+        dtype = torch.bfloat16
     x = encoder.patch_embed(x)
     if encoder.pos_embed is not None:
         x = x + encoder.pos_embed
     for blk in encoder.blocks:
         if _fast_ok(blk, Block) and _fast_ok(blk.attn, Attention):
-            x = _fast_block(blk, x)
+            x = _fast_block(blk, x, dtype)
+        elif _has_converted_linears(blk):
+            raise RuntimeError(
+                f"block {type(blk).__name__} cannot run with bf16 linear weights (it has hooks "
+                "or is not segment_anything's Block); load the model with precision='fp32'."
+            )
         else:
             x = blk(x)
     return encoder.neck(x.permute(0, 3, 1, 2))
+
+
+def _linears(module: torch.nn.Module) -> list[torch.nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _has_converted_linears(module: torch.nn.Module) -> bool:
+    """Whether any linear layer of ``module`` holds low-precision (non-fp32) weights."""
+    return any(m.weight.dtype in (torch.bfloat16, torch.float16) for m in _linears(module))
+
+
+def convert_linear_weights(encoder: ImageEncoderViT, dtype: torch.dtype) -> int:
+    """Convert the transformer blocks' linear weights and biases of ``encoder`` to ``dtype``, in place.
+
+    Those layers hold ~95 % of an official encoder's parameters (vit_b: 85 of 89 M), so
+    converting them to bf16 halves the encoder's memory. Each parameter is replaced by a new
+    ``Parameter`` (same ``requires_grad``), one at a time, so the peak is the old weights plus
+    one layer. Returns the number of bytes saved (negative when converting up).
+    """
+    saved = 0
+    with torch.no_grad():
+        for blk in encoder.blocks:
+            for mod in _linears(blk):
+                for name in ("weight", "bias"):
+                    p = getattr(mod, name)
+                    if p is None or p.dtype == dtype:
+                        continue
+                    new = torch.nn.Parameter(p.detach().to(dtype), requires_grad=p.requires_grad)
+                    saved += p.numel() * (p.element_size() - new.element_size())
+                    setattr(mod, name, new)
+    return saved
 
 
 # ----------------------------------------------------------------------------- patching
@@ -321,7 +442,7 @@ class AccelerationReport:
       compile: the resolved compile decision (False, or True when a ``torch.compile``d
         forward is installed; the actual compilation happens on the first call).
       compile_error: why compilation was not possible (then the eager fast path runs).
-      precision: "fp32" or "bf16" (bf16 only on CUDA).
+      precision: "fp32" or "bf16", as resolved (bf16: the linear weights were converted).
       device: the encoder's device when accelerated.
       cache_dir: the on-disk compile cache directory (only when compiling).
       notes: human-readable remarks (warnings that were issued, decisions taken).
@@ -369,25 +490,16 @@ class AcceleratedImageEncoderViT(ImageEncoderViT):
         if torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         ):
-            return ImageEncoderViT.forward(self, x)  # autograd: the reference implementation
+            return fast_encoder_forward(self, x)  # autograd: the reference implementation
         state = _STATES.get(self)
-        if state is None:
+        if state is None:  # a copy: the dtype follows the weights
             return fast_encoder_forward(self, x)
-        autocast = (
-            torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
-            if state.precision == "bf16" and x.device.type == "cuda"
-            else None
-        )
-        if autocast is not None:
-            with autocast:
-                out = self._run(state, x)
-            return out.to(x.dtype) if x.dtype.is_floating_point else out.float()
-        return self._run(state, x)
+        return self._run(state, x, torch.bfloat16 if state.precision == "bf16" else None)
 
-    def _run(self, state: _State, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, state: _State, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         if state.compiled is not None:
             try:
-                return state.compiled(self, x)
+                return state.compiled(self, x, dtype)
             except Exception as exc:  # compile or run failure: fall back to eager for good
                 state.compiled = None
                 state.compile_failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -402,11 +514,32 @@ class AcceleratedImageEncoderViT(ImageEncoderViT):
                         RuntimeWarning,
                         stacklevel=3,
                     )
-        return fast_encoder_forward(self, x)
+        return fast_encoder_forward(self, x, dtype)
 
 
-def _compiled_body(encoder: ImageEncoderViT, x: torch.Tensor) -> torch.Tensor:
-    return fast_encoder_forward(encoder, x)
+def _compiled_body(encoder: ImageEncoderViT, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    return fast_encoder_forward(encoder, x, dtype)
+
+
+def encoder_precision(encoder: ImageEncoderViT) -> str | None:
+    """``"bf16"`` if the encoder's linear weights were converted (precision='bf16'), ``"fp32"``
+    if they are fp32, ``None`` for an encoder that is not an ``ImageEncoderViT``."""
+    if not isinstance(encoder, ImageEncoderViT):
+        return None
+    return "bf16" if _has_converted_linears(encoder) else "fp32"
+
+
+def run_encoder(encoder: ImageEncoderViT, x: torch.Tensor, precision: str) -> torch.Tensor:
+    """The encoder's fast forward in ``precision`` (``"fp32"`` or ``"bf16"``).
+
+    An encoder prepared by :func:`accelerate` with the same precision runs through its state
+    (so a ``compile=True`` acceleration is used); otherwise :func:`fast_encoder_forward`.
+    """
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    state = _STATES.get(encoder) if type(encoder) is AcceleratedImageEncoderViT else None
+    if state is not None and state.precision == precision:
+        return encoder._run(state, x, dtype)
+    return fast_encoder_forward(encoder, x, dtype)
 
 
 def compile_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -485,10 +618,15 @@ def accelerate(
         when ``cache_dir`` is given; otherwise only if the variable is unset or still holds
         Inductor's default (importing ``torch._dynamo`` sets it), so a directory the user
         chose is respected. ``report.cache_dir`` says which directory is used.
-      precision: ``"fp32"`` (default) or ``"bf16"``: run the encoder under
-        ``torch.autocast("cuda", torch.bfloat16)`` (CUDA only; output converted back to
-        fp32). On CPU a warning is issued and fp32 is used: CPUs without native bf16 (like
-        the project's) are several times slower in bf16. Not tested (no GPU available).
+      precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the device has
+        native bf16, see :mod:`sam_widget.engine.precision`). With bf16 the transformer
+        blocks' linear weights are **converted to bf16 in place** (the encoder's memory
+        halves; ``state_dict`` then holds bf16 tensors for them) and their products run in
+        bf16; the residual stream, layer norms, patch embedding and neck stay fp32, and
+        attention runs in fp32 on CPUs (faster there, see ``_attn_dtype``) and bf16 on GPUs.
+        Inputs and outputs stay fp32, so ``SamPredictor`` and the automatic mask generator
+        keep working. :func:`deaccelerate` (or ``accelerate(sam, precision="fp32")``)
+        converts the weights back to fp32, keeping their bf16 rounding.
 
     Returns:
       an :class:`AccelerationReport`.
@@ -508,20 +646,17 @@ def accelerate(
         )
         return report
 
+    from .precision import resolve_precision
+
     notes = [compile_note]
-    if precision == "bf16" and device.type != "cuda":
-        warnings.warn(
-            "sam_widget: precision='bf16' is only used on CUDA; this encoder is on "
-            f"{device.type}, where bf16 is much slower without native support. Using fp32.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        notes.append("bf16 ignored on non-CUDA device")
-        precision = "fp32"
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        warnings.warn("sam_widget: this GPU does not support bf16; using fp32.", RuntimeWarning, stacklevel=2)
-        notes.append("bf16 unsupported by this GPU")
-        precision = "fp32"
+    precision = resolve_precision(precision, device)
+    if precision == "bf16":
+        saved = convert_linear_weights(enc, torch.bfloat16)
+        if saved:
+            notes.append(f"linear weights converted to bf16 in place ({saved / 2**20:.0f} MiB saved)")
+    elif _has_converted_linears(enc):
+        convert_linear_weights(enc, torch.float32)
+        notes.append("linear weights converted back to fp32 (values keep their bf16 rounding)")
 
     state = _State(precision=precision, report=report)
     if do_compile:
@@ -563,12 +698,15 @@ def accelerate(
 def deaccelerate(sam: Sam | ImageEncoderViT) -> bool:
     """Undo :func:`accelerate`: the encoder runs segment_anything's own forward again.
 
-    Afterwards the model is bit-identical in behaviour to one never accelerated. Returns
-    True if something was undone.
+    Afterwards the model is bit-identical in behaviour to one never accelerated, except
+    after ``precision="bf16"``: the linear weights are converted back to fp32 but keep the
+    values bf16 rounded them to. Returns True if something was undone.
     """
     enc = sam.image_encoder if isinstance(sam, Sam) else sam
     if type(enc) is not AcceleratedImageEncoderViT:
         return False
+    if _has_converted_linears(enc):
+        convert_linear_weights(enc, torch.float32)
     enc.__class__ = ImageEncoderViT
     state = _STATES.pop(enc, None)
     if state is not None and state.report is not None:

@@ -67,6 +67,14 @@ floating-point summation order changes):
 * Batch 1 (``expand``, never ``repeat_interleave``); prompt batches ``B > 1`` are decoded
   one prompt at a time.
 
+bf16 (``FastDecoder(sam, image_dtype=torch.bfloat16)``; the Segmenter's ``precision="bf16"``):
+after the first two-way block the image side (the keys, their products with the tokens,
+their residual updates and layer norms, the output upscaling) is kept in bf16; the tokens,
+every softmax's statistics and the IoU head stay in the model's dtype, and the logits are
+returned in it. Measured on the 2-core AVX-512 BF16 CPU (vit_b size, 1920x1080 image, 2
+threads, best of 30 on one embedding): 21.5 -> 15.8 ms per click; masks agree with fp32 to
+IoU 0.996-0.998 per candidate, scores to ~1e-4.
+
 Numerics (random models, random features and prompts; ``tests/test_fast_decoder.py``):
 logits differ from ``sam.mask_decoder``'s by ~1e-6 of their scale, IoU by ~1e-7, and
 thresholded masks agree on >= 99.99 % of pixels (in practice all).
@@ -152,6 +160,13 @@ class _Attn:
             self.pe_h = _heads(F.linear(pe, self.wk, self.bk), nh)
         elif pe is not None and image_side == "q":
             self.pe_h = _heads(F.linear(pe, self.wq, self.bq), nh)
+        self.pe_img = self.pe_h  # pe_h in the image side's dtype (see _Weights)
+
+    def _pe(self, dtype: torch.dtype) -> Tensor:
+        """The projected image PE in ``dtype`` (kept in the model's and the image side's dtype)."""
+        if self.pe_img.dtype == dtype:
+            return self.pe_img
+        return self.pe_h if self.pe_h.dtype == dtype else self.pe_h.to(dtype)
 
     def foldable(self, T: int) -> bool:
         return T * self.nh <= self.ci
@@ -176,14 +191,18 @@ class _Attn:
         return self._split(F.linear(q, self.wq, self.bq) * self.scale)
 
     def t2i(self, q: Tensor, keys: Tensor) -> Tensor:
-        """Tokens ``q (T, C)`` attend to the image, ``k = keys + pe``, ``v = keys``; folded."""
-        T, nh = q.shape[0], self.nh
+        """Tokens ``q (T, C)`` attend to the image, ``k = keys + pe``, ``v = keys``; folded.
+
+        ``keys`` may be in a lower precision than the tokens (bf16): the two image-sized
+        products then run in that dtype, the softmax in the tokens' dtype.
+        """
+        T, nh, dt = q.shape[0], self.nh, keys.dtype
         qh = self._scaled_q(q)  # (nh, T, dh)
         mk = torch.bmm(qh, self.wk_h).reshape(nh * T, self.c)  # (nh*T, C)
-        s = torch.mm(mk, keys.t())  # (nh*T, HW): q_h Wk_h keys^T
-        s.view(nh, T, -1).baddbmm_(qh, self.pe_h.transpose(1, 2))  # + q_h (Wk_h pe^T + bk_h)
-        a = torch.softmax(s, dim=-1)
-        y = torch.mm(a, keys).view(nh, T, self.c)  # softmax @ keys
+        s = torch.mm(mk.to(dt), keys.t())  # (nh*T, HW): q_h Wk_h keys^T
+        s.view(nh, T, -1).baddbmm_(qh.to(dt), self._pe(dt).transpose(1, 2))  # + q_h (Wk_h pe^T + bk_h)
+        a = torch.softmax(s, dim=-1, dtype=q.dtype)
+        y = torch.mm(a.to(dt), keys).to(q.dtype).view(nh, T, self.c)  # softmax @ keys
         o = torch.baddbmm(self.bv.view(nh, 1, self.dh), y, self.wv_h.transpose(1, 2))
         return self._merge_out(o)
 
@@ -194,7 +213,8 @@ class _Attn:
         return self._merge_out(torch.bmm(a, vh))
 
     def t2i_full(self, q: Tensor, keys: Tensor) -> Tensor:
-        """Standard projections (for many tokens)."""
+        """Standard projections (for many tokens), in the tokens' dtype."""
+        keys = keys.to(q.dtype)
         kh = _heads(F.linear(keys, self.wk), self.nh).add_(self.pe_h)
         vh = _heads(F.linear(keys, self.wv, self.bv), self.nh)
         return self.t2i_heads(q, kh, vh)
@@ -249,36 +269,43 @@ class _Attn:
     def i2t(self, keys: Tensor, k: Tensor, v: Tensor, inplace: bool = False) -> Tensor:
         """``keys + attn(q = keys + pe, k = k, v = v)`` (the image attends to the tokens).
 
-        ``inplace``: the result may overwrite ``keys`` (a temporary of the caller).
+        ``inplace``: the result may overwrite ``keys`` (a temporary of the caller). ``keys``
+        may be in a lower precision than the tokens (bf16): the image-sized products and the
+        result are then in that dtype, the softmax in the tokens' dtype.
         """
-        T, nh = k.shape[0], self.nh
+        T, nh, dt = k.shape[0], self.nh, keys.dtype
         kh = self._split(F.linear(k, self.wk, self.bk) * self.scale)  # (nh, T, dh)
         if self.foldable(T):
             mq = torch.bmm(kh, self.wq_h).reshape(nh * T, self.c)
-            s = torch.mm(mq, keys.t()).view(nh, T, -1)
-            s.baddbmm_(kh, self.pe_h.transpose(1, 2))  # + k_h . (Wq_h pe + bq_h)
+            s = torch.mm(mq.to(dt), keys.t()).view(nh, T, -1)
+            s.baddbmm_(kh.to(dt), self._pe(dt).transpose(1, 2))  # + k_h . (Wq_h pe + bq_h)
         else:
-            qh = _heads(F.linear(keys, self.wq), nh).add_(self.pe_h)
+            qh = _heads(F.linear(keys.to(k.dtype), self.wq), nh).add_(self.pe_h)
             s = torch.bmm(kh, qh.transpose(1, 2))
         # (nh, T, HW) layout: the softmax over T is an inner-axis reduction, vectorised
         # over pixels (over a last axis of length T it is ~40x slower on CPU)
-        a = torch.softmax(s, dim=1)
+        a = torch.softmax(s, dim=1, dtype=k.dtype).to(dt)
         vh = self._split(F.linear(v, self.wv, self.bv))  # (nh, T, dh)
         if self.foldable(T):
-            vals = torch.baddbmm(self.bo_n, vh, self.wo_h).reshape(nh * T, self.c)
+            vals = torch.baddbmm(self.bo_n, vh, self.wo_h).reshape(nh * T, self.c).to(dt)
             if inplace:
                 return keys.addmm_(a.view(nh * T, -1).t(), vals)
             return torch.addmm(keys, a.view(nh * T, -1).t(), vals)
-        o = torch.bmm(a.transpose(1, 2), vh)  # (nh, HW, dh)
+        o = torch.bmm(a.transpose(1, 2), vh.to(dt))  # (nh, HW, dh)
         o = o.transpose(0, 1).reshape(-1, self.ci)
-        out = keys.addmm_(o, self.wo.t()) if inplace else torch.addmm(keys, o, self.wo.t())
-        return out.add_(self.bo)
+        wo_t = self.wo.t().to(dt)
+        out = keys.addmm_(o, wo_t) if inplace else torch.addmm(keys, o, wo_t)
+        return out.add_(self.bo.to(dt))
 
 
 class _Weights:
-    """Everything derived from the model's weights; rebuilt when they change."""
+    """Everything derived from the model's weights; rebuilt when they change.
 
-    def __init__(self, sam: torch.nn.Module) -> None:
+    ``image_dtype``: the dtype of the image side after the first two-way block (keys, their
+    products with the tokens, the output upscaling); None: the model's.
+    """
+
+    def __init__(self, sam: torch.nn.Module, image_dtype: Optional[torch.dtype] = None) -> None:
         pe_enc, dec = sam.prompt_encoder, sam.mask_decoder
         tr = dec.transformer
         self.c = int(dec.transformer_dim)
@@ -327,6 +354,12 @@ class _Weights:
             c2=int(ct2.out_channels),
             act2=act2,
         )
+        self.image_dtype = image_dtype if image_dtype is not None else self.dtype
+        if self.image_dtype != self.dtype:  # converted once per model, not per prompt
+            self.up = {k: (v.to(self.image_dtype) if isinstance(v, Tensor) else v) for k, v in self.up.items()}
+            for a in self.attns:
+                if a.pe_h is not None:
+                    a.pe_img = a.pe_h.to(self.image_dtype)
         # hypernetwork MLPs stacked per layer: weights (ntok, in, out), biases (ntok, 1, out)
         mlps = dec.output_hypernetworks_mlps
         self.hyper = []
@@ -393,9 +426,12 @@ def _ln_channels_first(norm: torch.nn.Module, x: Tensor) -> Tensor:
 
 
 def _ln(norm: torch.nn.Module, x: Tensor) -> Tensor:
-    """``nn.LayerNorm`` or ``LayerNorm2d`` over the last axis of ``x``."""
+    """``nn.LayerNorm`` or ``LayerNorm2d`` over the last axis of ``x`` (in ``x``'s dtype)."""
     shape = getattr(norm, "normalized_shape", (x.shape[-1],))
-    return F.layer_norm(x, shape, norm.weight, norm.bias, norm.eps)
+    w, b = norm.weight, norm.bias
+    if w.dtype != x.dtype:  # bf16 keys: statistics are accumulated in fp32 by the kernel
+        w, b = w.to(x.dtype), b.to(x.dtype)
+    return F.layer_norm(x, shape, w, b, norm.eps)
 
 
 def _act(act: torch.nn.Module, x: Tensor) -> Tensor:
@@ -483,10 +519,15 @@ class FastDecoder:
     objects or submodules is not: call :meth:`refresh` (or make a new FastDecoder) then.
     """
 
-    def __init__(self, sam: torch.nn.Module) -> None:
+    def __init__(self, sam: torch.nn.Module, *, image_dtype: Optional[torch.dtype] = None) -> None:
         for attr in ("prompt_encoder", "mask_decoder"):
             if not isinstance(getattr(sam, attr, None), torch.nn.Module):
                 raise TypeError(f"FastDecoder needs a segment_anything Sam, not {type(sam).__name__}.")
+        if image_dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(
+                f"image_dtype must be None, torch.float32, torch.bfloat16 or torch.float16, not {image_dtype!r}."
+            )
+        self.image_dtype = image_dtype
         self.sam = sam
         self._lock = threading.Lock()
         self._w: Optional[Tuple[tuple, _Weights]] = None
@@ -498,7 +539,7 @@ class FastDecoder:
         submodules; in-place changes are picked up automatically)."""
         with self._lock:
             self._tensors = _tracked_tensors(self.sam)
-            self._w = (_signature(self._tensors), _Weights(self.sam))
+            self._w = (_signature(self._tensors), _Weights(self.sam, self.image_dtype))
 
     def _weights(self) -> Tuple[tuple, _Weights]:
         sig = _signature(self._tensors)
@@ -507,7 +548,7 @@ class FastDecoder:
             with self._lock:
                 cur = self._w
                 if cur[0] != sig:
-                    cur = self._w = (sig, _Weights(self.sam))
+                    cur = self._w = (sig, _Weights(self.sam, self.image_dtype))
         return cur
 
     @property
@@ -794,6 +835,8 @@ class FastDecoder:
             else:  # keys is a temporary of ours here: overwrite it
                 keys = i2t.i2t(keys, queries + query_pe, queries, inplace=True)
             keys = _ln(L["norm4"], keys)
+            if i == 0:  # from here on the image side is in image_dtype (bf16 when asked)
+                keys = keys.to(w.image_dtype)
         q = queries + query_pe
         attn_out = w.final.t2i(q, keys) if fold else w.final.t2i_full(q, keys)
         queries = _ln(w.norm_final, queries + attn_out)
@@ -813,15 +856,19 @@ class FastDecoder:
 
     @staticmethod
     def _upscale_and_mask(w: _Weights, keys: Tensor, hyper_in: Tensor) -> Tensor:
-        """``output_upscaling(keys)`` dotted with ``hyper_in (k, C/8)`` -> ``(k, 4h, 4w)``."""
+        """``output_upscaling(keys)`` dotted with ``hyper_in (k, C/8)`` -> ``(k, 4h, 4w)``.
+
+        Computed in ``w.image_dtype`` (the masks' logits are returned in the model's dtype).
+        """
         up = w.up
         c1, c2 = up["c1"], up["c2"]
+        keys, hyper_in = keys.to(w.image_dtype), hyper_in.to(w.image_dtype)  # no-ops when equal
         y = torch.addmm(up["b1"], keys, up["w1"])  # (HW, 4*c1): columns (kh1, kw1, c)
         y = _act(up["act1"], F.layer_norm(y.view(-1, c1), (c1,), up["ln_w"], up["ln_b"], up["ln_eps"]))
         z = torch.addmm(up["b2"], y, up["w2"])  # (HW*4, 4*c2): rows (y, x, kh1, kw1)
         z = _act(up["act2"], z).view(-1, c2)  # rows (y, x, kh1, kw1, kh2, kw2)
         m = torch.mm(hyper_in, z.t())  # (k, HW*16)
-        return _pixel_shuffle_2x2x2(m, *w.grid)
+        return _pixel_shuffle_2x2x2(m, *w.grid).to(w.dtype)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -17,7 +17,6 @@ import math
 import os
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -29,8 +28,9 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..images import to_rgb_uint8
 from .cache import DiskCache, DiskEntry, MemoryLRU, image_key
-from .fast import fast_encoder_forward
+from .fast import encoder_precision, run_encoder
 from .fast_decoder import FastDecoder
+from .precision import check_precision, resolve_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     from .proposals import Proposals
@@ -51,6 +51,9 @@ class Prediction:
       image_size: ``(H, W)`` of the original image.
       masks: ``(C, H, W)`` bool candidate masks at the original image size. Computed on
         first access and then kept.
+      display_size: ``(h, w)`` given to ``Segmenter.predict(display_size=...)``, else None.
+      display_masks: ``(C, h, w)`` bool candidate masks at ``display_size``, computed by the
+        segmenter inside ``predict`` (under its lock, on the calling thread), or None.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Prediction:
         image_size: tuple[int, int],
         upscaler: "_Upscaler",
         masks: np.ndarray | None = None,
+        display_masks: np.ndarray | None = None,
     ) -> None:
         self.scores = scores
         self.logits = logits
@@ -67,6 +71,10 @@ class Prediction:
         self._upscaler = upscaler
         self._masks = masks
         self._single: dict[int, np.ndarray] = {}
+        self.display_masks = display_masks
+        self.display_size: tuple[int, int] | None = (
+            None if display_masks is None else (int(display_masks.shape[1]), int(display_masks.shape[2]))
+        )
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -128,7 +136,22 @@ class Prediction:
         index = self._check_index(index)
         if tuple(size) == tuple(self.image_size):
             return self.mask(index)
+        if self.display_masks is not None and tuple(size) == self.display_size:
+            return self.display_masks[index]
         return self._upscaler.to_display(self.logits[index : index + 1], size)[0]
+
+    def display_mask(self, index: int) -> np.ndarray:
+        """Candidate ``index`` at the ``display_size`` given to ``predict``: ``(h, w)`` bool.
+
+        Already computed (no torch work here), and what :meth:`mask_at_size` returns for that
+        size. Raises ``ValueError`` if ``predict`` was called without ``display_size``.
+        """
+        index = self._check_index(index)
+        if self.display_masks is None:
+            raise ValueError(
+                "this prediction has no display masks: call Segmenter.predict(..., display_size=(h, w))."
+            )
+        return self.display_masks[index]
 
     def _check_index(self, index: int) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -148,32 +171,40 @@ class _Upscaler:
         self.original_size = original_size
 
     @torch.no_grad()
-    def to_size(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        t = torch.from_numpy(np.ascontiguousarray(logits))[None]
+    def to_size(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        # candidates as a batch of one-channel planes: the same bilinear maths per plane, and
+        # up to ~3x faster than one 3-channel image with torch's CPU kernel (measured, 1 thread)
+        if isinstance(logits, torch.Tensor):
+            t = logits.float()[:, None]
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(logits))[:, None]
         t = F.interpolate(t, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
         t = t[..., : self.input_size[0], : self.input_size[1]]
         t = F.interpolate(t, tuple(size), mode="bilinear", align_corners=False)
-        return (t[0] > self.threshold).numpy()
+        return (t[:, 0] > self.threshold).cpu().numpy()
 
-    def full(self, logits: np.ndarray) -> np.ndarray:
+    def full(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.to_size(logits, self.original_size)
 
     @torch.no_grad()
-    def to_display(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    def to_display(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         """One resampling from the valid low-res crop straight to ``size`` (for display).
 
         Skips the ``img_size``² intermediate of :meth:`to_size`; the crop is rounded up to
         whole low-res pixels and the overshoot sliced off after resampling, so the geometry
-        matches to a fraction of a display pixel.
+        matches to a fraction of a display pixel. ``logits``: ``(C, h, w)`` array or tensor.
         """
         lr_h, lr_w = logits.shape[-2:]
         rows = self.input_size[0] * lr_h / self.img_size  # valid low-res extent (float)
         cols = self.input_size[1] * lr_w / self.img_size
         r, c = math.ceil(rows - 1e-9), math.ceil(cols - 1e-9)
         out_h, out_w = round(size[0] * r / rows), round(size[1] * c / cols)
-        t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[None]
+        if isinstance(logits, torch.Tensor):
+            t = logits[:, None, :r, :c].float()
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[:, None]
         t = F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=False)
-        return (t[0, :, : size[0], : size[1]] > self.threshold).numpy()
+        return (t[:, 0, : size[0], : size[1]] > self.threshold).cpu().numpy()
 
 
 class Segmenter:
@@ -183,12 +214,20 @@ class Segmenter:
       sam: a ``segment_anything.modeling.Sam`` (official or custom sizes), any device.
       cache_dir: directory for the on-disk embedding cache, or ``None`` for memory only.
       exact: if True, every computation is the one ``SamPredictor`` does, so results are
-        bit-identical to it; if False (default), speed-ups are used whose results differ
-        from SamPredictor by at most 0.1 % of mask pixels and 1e-3 in scores.
+        bit-identical to it; if False (default), speed-ups are used: in fp32 their results
+        differ from SamPredictor by at most 0.1 % of mask pixels and 1e-3 in scores (bf16:
+        see ``precision``).
       memory_cache_bytes: bound of the in-memory LRU of embeddings (4 MiB per image for
         the official models).
-      precision: ``"fp32"`` (default) or ``"bf16"``: the encoder under bf16 autocast, on
-        CUDA only (elsewhere a warning and fp32). Not available with ``exact=True``.
+      precision: ``"auto"`` (default), ``"fp32"`` or ``"bf16"``: the number format of the
+        image encoder's linear layers and of the mask decoder's image side (the tokens, the
+        IoU head and softmax statistics stay fp32; so do the encoder's attention on CPUs, its
+        residual stream and layer norms). ``"auto"`` is bf16 where the device computes bf16
+        natively (CUDA compute capability >= 8.0; CPUs with AVX-512 BF16 or AMX; see
+        :mod:`sam_widget.engine.precision`) and fp32 elsewhere; a model whose encoder weights
+        were converted to bf16 (``load_sam(..., precision="bf16")``, the default ``"auto"``
+        on such hardware) is always run in bf16. bf16 masks agree with fp32 ones to a median
+        IoU >= 0.99 (see ``benchmarks/RESULTS.md``). ``exact=True`` is always fp32.
 
     Thread safety: ``set_image`` and ``predict`` may be called from different threads
     (e.g. encoding in the background while the UI waits); they serialise on a lock.
@@ -201,24 +240,31 @@ class Segmenter:
         *,
         exact: bool = False,
         memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_BYTES,
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         if not isinstance(sam, Sam):
             raise TypeError(
                 f"Segmenter needs a segment_anything Sam model, not {type(sam).__name__}; "
                 "use Segmenter.from_pretrained('vit_b') or load_sam(...)."
             )
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
-        if precision == "bf16" and exact:
-            raise ValueError("precision='bf16' changes the numbers; it cannot be combined with exact=True.")
-        if precision == "bf16" and sam.device.type != "cuda":
-            warnings.warn(
-                f"precision='bf16' is for CUDA; on {sam.device.type} the encoder runs in fp32 "
-                "(bf16 is much slower on CPUs without native support).",
-                stacklevel=2,
-            )
+        check_precision(precision)
+        weights = encoder_precision(sam.image_encoder)
+        if weights == "bf16":  # converted at load: the fp32 weights are gone
+            if exact or precision == "fp32":
+                what = "exact=True" if exact else "precision='fp32'"
+                raise ValueError(
+                    f"{what} needs the encoder's fp32 weights, but this model's were converted "
+                    "to bf16 when it was loaded (load_sam's precision='auto' does that on CPUs "
+                    "and GPUs with native bf16). Load it with load_sam(..., precision='fp32'), "
+                    f"or use Segmenter.from_pretrained(..., {what})."
+                )
+            precision = "bf16"
+        elif weights is None:  # not an ImageEncoderViT: its own forward, in its own dtype
+            if exact and precision == "bf16":
+                resolve_precision(precision, sam.device, exact=True)  # raises the usual error
             precision = "fp32"
+        else:
+            precision = resolve_precision(precision, sam.device, exact=bool(exact))
         self.precision = precision
         self.sam = sam.eval()
         self.exact = bool(exact)
@@ -233,8 +279,16 @@ class Segmenter:
         self._image: np.ndarray | None = None
         self._key: str | None = None
         self._features: torch.Tensor | None = None
-        self._fast_decoder = None if self.exact else FastDecoder(sam)
+        # bf16 also pays in the decoder's image side (keys after the first block, their
+        # products with the tokens, the output upscaling): see benchmarks/RESULTS.md. The
+        # tokens, softmax statistics and the IoU head stay fp32.
+        self._fast_decoder = (
+            None
+            if self.exact
+            else FastDecoder(sam, image_dtype=torch.bfloat16 if precision == "bf16" else None)
+        )
         self._decoder_state: Any = None
+        self._fp32_decoder: FastDecoder | None = None  # segment_everything's, when the other is bf16
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
         self.model_name: str = getattr(sam, "_sam_widget_model_type", "custom")
@@ -256,17 +310,40 @@ class Segmenter:
         checkpoint: str | os.PathLike[str] | None = None,
         device: str | torch.device = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        precision: str = "auto",
+        exact: bool = False,
         **kwargs: Any,
     ) -> "Segmenter":
-        """Load a model with :func:`sam_widget.load_sam` and wrap it."""
+        """Load a model with :func:`sam_widget.load_sam` and wrap it.
+
+        ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``) is passed to ``load_sam``, which
+        converts the encoder's weights to bf16 once when it resolves to bf16 (half the
+        memory); ``exact=True`` loads fp32 weights.
+        """
         from .checkpoints import load_sam
 
-        return cls(load_sam(model_type, checkpoint=checkpoint, device=device), cache_dir=cache_dir, **kwargs)
+        check_precision(precision)
+        load_precision = "fp32" if exact else precision
+        sam = load_sam(model_type, checkpoint=checkpoint, device=device, precision=load_precision)
+        return cls(sam, cache_dir=cache_dir, exact=exact, precision=precision, **kwargs)
 
     # ------------------------------------------------------------------ properties
     @property
     def device(self) -> torch.device:
         return self.sam.device
+
+    @property
+    def _everything_decoder(self) -> FastDecoder | None:
+        """The fast decoder ``segment_everything`` batches prompts through: the click path's own
+        one, or an fp32 twin of it when that one computes its image side in bf16 (the batched
+        path is fp32 throughout). None in exact mode."""
+        dec = self._fast_decoder
+        if dec is None or dec.image_dtype in (None, torch.float32):
+            return dec
+        if self._fp32_decoder is None:
+            self._fp32_decoder = FastDecoder(self.sam)
+        return self._fp32_decoder
 
     def exclusive(self) -> threading.RLock:
         """A context manager making several calls one step against other threads.
@@ -285,6 +362,9 @@ class Segmenter:
         out = ["fast mask decoder", "lazy full-size masks", "display-size masks for overlays"]
         if isinstance(self.sam.image_encoder, ImageEncoderViT):
             out.insert(0, "SDPA encoder attention")
+            if self.precision == "bf16":
+                out.insert(1, "bf16 encoder matrix products")
+                out.insert(3, "bf16 mask decoder image side")
         return tuple(out)
 
     @property
@@ -360,6 +440,7 @@ class Segmenter:
         ``ValueError`` for anything else; the previous image then stays current.
         """
         rgb = to_rgb_uint8(image)
+        self._check_image_size(rgb.shape[:2])
         rgb.setflags(write=False)
         key = image_key(rgb)
         t0 = time.perf_counter()
@@ -473,6 +554,22 @@ class Segmenter:
                 self._disk.put(key, fp, DiskEntry(cached[0].detach().cpu().numpy(), cached[1], cached[2]))
         return cached
 
+    def _check_image_size(self, hw: tuple[int, int]) -> None:
+        """Refuse images the model's resize would squash to 0 px on their short side."""
+        H, W = int(hw[0]), int(hw[1])
+        side = self.sam.image_encoder.img_size
+        h, w = ResizeLongestSide.get_preprocess_shape(H, W, side)
+        if h < 1 or w < 1:
+            long_side, short = max(H, W), min(H, W)
+            need = math.ceil(long_side / (2 * side))
+            raise ValueError(
+                f"The image is {H} x {W} (height x width): too thin for this model, which "
+                f"resizes the longer side to {side} px, so the shorter side would become 0 px. "
+                f"The shorter side must be at least 1/{2 * side} of the longer one: at least "
+                f"{need} px for a longer side of {long_side} px (it is {short} px). Pad or crop "
+                "the image."
+            )
+
     def _remember(self, key: str, fp: str, value: tuple) -> None:
         feats = value[0]
         self._memory.put(key + fp, value, feats.element_size() * feats.nelement())
@@ -487,14 +584,12 @@ class Segmenter:
         input_size = (int(x.shape[-2]), int(x.shape[-1]))
         x = self.sam.preprocess(x)
         enc = self.sam.image_encoder
-        if self.exact or not isinstance(enc, ImageEncoderViT):
+        if not isinstance(enc, ImageEncoderViT):
             features = enc(x)
-        elif self.precision == "bf16":  # opt-in, CUDA only (checked in __init__); not measured here
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                features = fast_encoder_forward(enc, x)
-            features = features.float()
-        else:  # SDPA attention with the relative-position bias as a mask; the model is not touched
-            features = fast_encoder_forward(enc, x)
+        elif self.exact:  # segment_anything's own forward, even if the model was accelerate()d
+            features = ImageEncoderViT.forward(enc, x)
+        else:  # SDPA attention with the relative-position bias as a mask; bf16 linears if asked
+            features = run_encoder(enc, x, self.precision)
         with self._stats_lock:
             self.stats["encoder_calls"] += 1
             self.stats["last_encode_s"] = time.perf_counter() - t0
@@ -514,6 +609,8 @@ class Segmenter:
         box: Sequence[float] | np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
+        *,
+        display_size: tuple[int, int] | None = None,
     ) -> Prediction:
         """Predict masks for prompts on the current image.
 
@@ -524,6 +621,11 @@ class Segmenter:
           mask_input: low-res logits ``(1, h, w)`` or ``(h, w)`` (see :attr:`low_res_size`),
             typically ``prediction.logits[i:i+1]`` of an earlier prediction.
           multimask: three candidates if True, else one.
+          display_size: ``(h, w)``: also compute every candidate at this size, straight from
+            the low-res logits (one bilinear resampling, see :meth:`Prediction.mask_at_size`),
+            here, under the segmenter's lock: :attr:`Prediction.display_masks` /
+            :meth:`Prediction.display_mask`. For overlays, so that no UI code runs torch.
+            Full-size masks stay lazy (computed when ``masks`` / ``mask(i)`` is read).
 
         Returns a :class:`Prediction`. Raises ``RuntimeError`` if no image is set and
         ``ValueError``/``TypeError`` for malformed prompts.
@@ -539,7 +641,8 @@ class Segmenter:
                 raise ValueError("Give at least one prompt: points with labels, a box, or a mask_input.")
             if not isinstance(multimask, (bool, np.bool_)):
                 raise TypeError(f"multimask must be True or False, not {multimask!r}.")
-            return self._predict(pts, lbl, bx, mi, bool(multimask))
+            ds = _check_display_size(display_size)
+            return self._predict(pts, lbl, bx, mi, bool(multimask), ds)
 
     def segment_everything(
         self,
@@ -596,7 +699,7 @@ class Segmenter:
         return segment_everything(self, p, progress=progress, cancel=cancel, on_batch=on_batch, prepare=prepare)
 
     @torch.no_grad()
-    def _predict(self, pts, lbl, bx, mi, multimask: bool) -> Prediction:
+    def _predict(self, pts, lbl, bx, mi, multimask: bool, display_size=None) -> Prediction:
         t0 = time.perf_counter()
         dev = self.device
         orig = self._original_size
@@ -633,12 +736,20 @@ class Segmenter:
         if self.exact:
             full = self.sam.postprocess_masks(low_res, self._input_size, orig)
             masks = (full > self.sam.mask_threshold)[0].cpu().numpy()
+        display = None
+        if display_size == orig:  # the image's own size: the full-size masks themselves
+            if masks is None:
+                masks = upscaler.full(low_res[0])
+            display = masks
+        elif display_size is not None:
+            display = upscaler.to_display(low_res[0], display_size)
         pred = Prediction(
-            scores=iou[0].cpu().numpy(),
-            logits=low_res[0].cpu().numpy(),
+            scores=iou[0].float().cpu().numpy(),
+            logits=low_res[0].float().cpu().numpy(),
             image_size=orig,
             upscaler=upscaler,
             masks=masks,
+            display_masks=display,
         )
         self.stats["decoder_calls"] += 1
         self.stats["last_decode_s"] = time.perf_counter() - t0
@@ -698,11 +809,31 @@ def _check_box(box: Any, size: tuple[int, int]) -> np.ndarray | None:
     return b
 
 
+def _check_display_size(size: Any) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise TypeError(f"display_size must be a pair (h, w) of ints, got {size!r}.") from None
+    for v in (h, w):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"display_size must be a pair (h, w) of ints, got {size!r}.")
+    if not (1 <= h <= 65536 and 1 <= w <= 65536):
+        raise ValueError(f"display_size must be between 1 and 65536 pixels per side, got {size!r}.")
+    return int(h), int(w)
+
+
 def _check_mask_input(mask_input: Any, low_res: tuple[int, int]) -> np.ndarray | None:
     if mask_input is None:
         return None
     if not isinstance(mask_input, np.ndarray):
         raise TypeError(f"mask_input must be a NumPy array of logits, not {type(mask_input).__name__}.")
+    if mask_input.dtype.kind not in "biuf":  # strings, datetimes, complex, structured, objects
+        raise TypeError(
+            f"mask_input must hold real numbers (low-res logits, e.g. float32), not dtype "
+            f"{mask_input.dtype} ({mask_input.dtype.name})."
+        )
     m = mask_input.astype(np.float32, copy=False)
     if m.ndim == 2:
         m = m[None]

@@ -180,7 +180,9 @@ class Background:
         mask_input, multimask = self._prediction_request(slot, page)
         try:
             rgb = s.images.load(page.index)
-            pred = s._engine.predict(page, rgb, **slot.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
+            shown = s.viewport.display_hw if page.index == s.index else None  # the engine makes the overlay's mask too
+            pred = s._engine.predict(page, rgb, **slot.prompts.as_arrays(), mask_input=mask_input, multimask=multimask,
+                                     display_size=shown)
         except Exception as exc:  # noqa: BLE001 - shown to the user, raised to API callers
             slot.fail(str(exc))
             s.error = f"prediction failed: {exc}"
@@ -218,7 +220,8 @@ class Background:
         self.ensure_encoded(page)
         if page.error is not None:
             return
-        pred = s._engine.predict(page, s.image, points=[point], labels=[1], multimask=True)
+        pred = s._engine.predict(page, s.image, points=[point], labels=[1], multimask=True,
+                                 display_size=s.viewport.display_hw)
         s.stats["previews"] += 1
         disp = pred.mask_at_size(pred.best, s.viewport.display_hw)
         # Kept even if the pointer has moved on: the newest position is queued and comes

@@ -84,6 +84,8 @@ class Session(SessionFiles):
         sha256 of their pixels) and :attr:`status` says so. An autosave file that cannot be
         read, or holds objects on images that are not given, raises and is left untouched.
         See :meth:`save` / :meth:`load` for what the file holds.
+      precision: ``"auto"`` (bf16 where the hardware computes it natively, else fp32), ``"fp32"``
+        or ``"bf16"``, for a model the session loads (see ``Segmenter``; ignored with ``segmenter``).
 
     Raises at once (nothing started): ``TypeError`` / ``ValueError`` for bad arguments, an
     unknown model or device spelling, an empty list / folder / glob;
@@ -108,6 +110,7 @@ class Session(SessionFiles):
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
         history_limit: int = 500,
         autosave: str | os.PathLike[str] | None = None,
+        precision: str = "auto",
         _restore: Any = None,
     ) -> None:
         sources, self.single = resolve_images(images)
@@ -117,7 +120,7 @@ class Session(SessionFiles):
         else:
             self.images = ImageSet(sources)
         self._pages = Pages(self.images, self.single, display_size, history_limit, keep_neighbours=bool(prefetch))
-        self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir)
+        self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir, precision)
         self._budget = MaskBudget(mask_cache_bytes)
         self.refine = bool(refine)
         self.prefetch = bool(prefetch)

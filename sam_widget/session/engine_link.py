@@ -35,7 +35,10 @@ class EngineLink:
         checkpoint: str | os.PathLike | None,
         device: Any,
         cache_dir: str | os.PathLike | None,
+        precision: str = "auto",
     ) -> None:
+        if not isinstance(precision, str) or precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}.")
         if segmenter is not None:
             from ..engine.segmenter import Segmenter  # torch is loaded already: the user made one
 
@@ -65,7 +68,7 @@ class EngineLink:
             elif model is None:
                 model = "vit_b"
         self.segmenter = segmenter
-        self._spec = (model, checkpoint, device, cache_dir)
+        self._spec = (model, checkpoint, device, cache_dir, precision)
         if segmenter is not None:
             self.label = segmenter.model_name
         else:
@@ -88,8 +91,10 @@ class EngineLink:
         if self.segmenter is None:
             from ..engine.segmenter import Segmenter
 
-            model, checkpoint, device, cache_dir = self._spec
-            self.segmenter = Segmenter.from_pretrained(model, checkpoint=checkpoint, device=device, cache_dir=cache_dir)
+            model, checkpoint, device, cache_dir, precision = self._spec
+            self.segmenter = Segmenter.from_pretrained(
+                model, checkpoint=checkpoint, device=device, cache_dir=cache_dir, precision=precision
+            )
             self.label = self.segmenter.model_name
 
     # ------------------------------------------------------------------ per image

@@ -178,6 +178,9 @@ class SessionFiles:
                     f"{str(file)!r} was made with the model {model!r}, which cannot be loaded by name: "
                     "pass segmenter= (or model= and checkpoint=)."
                 ) from None
+            saved = data.model.get("precision")
+            if "precision" not in kwargs and saved in ("fp32", "bf16"):
+                kwargs["precision"] = saved  # the same numbers as when the masks were made
         model = None if model is _FROM_FILE else model
         checkpoint = None if checkpoint is _FROM_FILE else checkpoint
         single = bool(data.extra.get("single")) and len(sources) == 1

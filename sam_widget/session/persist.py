@@ -59,7 +59,7 @@ def model_record(session: "Session") -> dict[str, Any]:
     """``{"name", "checkpoint", "precision"}`` of the session's model (checkpoint: the file it
     was loaded from, None for the official download or a segmenter passed in)."""
     engine = session._engine
-    model, checkpoint, _device, _cache = engine._spec
+    model, checkpoint = engine._spec[:2]
     seg = engine.segmenter
     name = seg.model_name if seg is not None else model
     if checkpoint is not None:

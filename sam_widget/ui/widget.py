@@ -70,6 +70,9 @@ class SamWidget(widgets.VBox):
       autosave: a session file (e.g. ``"work.json"``): every committed change is written to it
         within about a second, off the click path; if it exists, its objects are restored
         first and the status line says so (see :class:`~sam_widget.session.Session`).
+      precision: ``"auto"`` (bf16 where the hardware computes it natively, else fp32),
+        ``"fp32"`` or ``"bf16"`` for the model the widget loads (see ``Segmenter``); ignored
+        when ``segmenter`` is given.
 
     Bad arguments raise at once: ``ValueError`` for an unknown model or device name, an
     empty folder or list, a glob matching nothing; ``CheckpointError`` for a checkpoint path
@@ -97,6 +100,7 @@ class SamWidget(widgets.VBox):
         prefetch: bool = True,
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
         autosave: str | None = None,
+        precision: str = "auto",
     ) -> None:
         self._owns_session = not isinstance(image, Session)
         if not self._owns_session:
@@ -107,6 +111,7 @@ class SamWidget(widgets.VBox):
             session = Session(
                 image, segmenter, model, checkpoint, device=device, cache_dir=cache_dir, refine=refine,
                 display_size=display_size, prefetch=prefetch, mask_cache_bytes=mask_cache_bytes, autosave=autosave,
+                precision=precision,
             )  # fmt: skip
         self._session = session
         try:
