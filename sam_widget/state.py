@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Prompts", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color"]
+__all__ = ["Prompts", "ChainStep", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ class PredictionSlot:
     asked for; ``error``: a message if the engine failed. ``base`` is ``(slot, selected)``
     of the step this one refines (``selected`` None = that step's best candidate);
     ``prompts``: the prompts it answers.
+
+    Set when the engine answers: ``source`` is ``(slot, candidate)`` of the answered step
+    whose candidate's low-res logits were this step's ``mask_input`` (None: answered from
+    the prompts alone), the provenance of a refinement chain; ``timings`` holds what the
+    answer cost (seconds per stage, see :mod:`sam_widget.session.explain`).
     """
 
     def __init__(self, base: "tuple[PredictionSlot, int | None] | None" = None, prompts: "Prompts | None" = None) -> None:
@@ -72,6 +77,8 @@ class PredictionSlot:
         self.mask_input: np.ndarray | None = None
         self.multimask: bool = True
         self.error: str | None = None
+        self.source: "tuple[PredictionSlot, int] | None" = None
+        self.timings: dict[str, Any] = {}
         self._done = threading.Event()
 
     @property
@@ -91,6 +98,39 @@ class PredictionSlot:
 
 
 @dataclass(frozen=True)
+class ChainStep:
+    """One earlier step of an object's refinement: ``prompts`` were answered by the model and
+    candidate ``candidate``'s low-res logits became the next step's ``mask_input``.
+
+    A step with empty prompts stands for a mask brought in (``add_object``, a file) that the
+    refinement started from; ``mask`` then holds that ``(H, W)`` bool mask when known (in
+    memory only; session files do not keep it). ``points`` / ``labels`` / ``box`` /
+    ``candidate`` are the field names of :class:`sam_widget.io.PromptRecord`.
+    """
+
+    prompts: Prompts
+    candidate: int = 0
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        return self.prompts.points
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        return self.prompts.labels
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        return self.prompts.box
+
+    @property
+    def imported(self) -> bool:
+        """True for the start of a refinement of a mask brought in (no prompts)."""
+        return self.prompts.is_empty
+
+
+@dataclass(frozen=True)
 class ObjectRecord:
     """A committed object. ``mask`` is ``(H, W)`` bool at full image size (read-only).
 
@@ -99,6 +139,12 @@ class ObjectRecord:
     ``id``: its number on this image (1, 2, ...; never reused, the colour follows it);
     ``logits``: the committed candidate's low-resolution logits ``(1, h, w)`` float32, the
     ``mask_input`` for refining it (None: derived from the mask when needed).
+
+    Provenance (how to make the mask again, see :meth:`to_code`): ``candidate``, which of
+    the last answer's candidates was kept (None: not recorded); ``chain``, the earlier
+    refinement steps, oldest first (:class:`ChainStep`; each one's kept candidate's logits
+    were the next step's ``mask_input``); ``threshold``, the logit threshold the mask was cut
+    at (None: the model's, 0.0 for SAM).
     """
 
     label: str
@@ -108,6 +154,48 @@ class ObjectRecord:
     prompts: Prompts
     id: int
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    candidate: int | None = field(default=None, compare=False)
+    chain: tuple[ChainStep, ...] = field(default=(), repr=False, compare=False)
+    threshold: float | None = field(default=None, compare=False)
+
+    @property
+    def imported(self) -> bool:
+        """True for a mask brought in (``add_object``, ``set_objects``, a file): no prompts made it."""
+        return self.prompts.is_empty and not self.chain
+
+    @property
+    def prompt_record(self) -> Any:
+        """The prompts with ``candidate`` and ``chain`` as a :class:`sam_widget.io.PromptRecord`
+        (what a session file stores, enough to regenerate :meth:`to_code`); None for an
+        imported mask."""
+        if self.imported:
+            return None
+        from .io.prompts import coerce_prompts
+
+        return coerce_prompts(
+            {
+                "points": self.prompts.points, "labels": self.prompts.labels, "box": self.prompts.box,
+                "candidate": self.candidate,
+                "chain": [{"points": s.points, "labels": s.labels, "box": s.box, "candidate": s.candidate} for s in self.chain],
+            },
+            f"object {self.id}",
+        )
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What a session file keeps besides the prompts: ``{"threshold": t}`` when the mask was
+        cut at a threshold other than the model's (else empty)."""
+        return {} if self.threshold is None else {"threshold": float(self.threshold)}
+
+    def to_code(self, predictor: str = "predictor", exact: bool = False) -> str:
+        """Python lines that make this object's mask again with a ``segment_anything``
+        ``SamPredictor`` named ``predictor`` whose image is already set (the rest of the cell:
+        ``SamWidget.to_code()``), ending with an assertion against the saved mask: bit for bit
+        with ``exact`` (masks made by ``Segmenter(exact=True)``), else IoU >= 0.99. For a mask
+        brought in (no prompts) the lines say so and only decode the saved mask."""
+        from .provenance import object_code
+
+        return object_code(self, predictor=predictor, exact=exact)
 
     @cached_property  # the mask never changes; the object list shows this on every redraw
     def area(self) -> int:
@@ -161,12 +249,15 @@ class Snapshot:
         """Choose candidate ``index`` (checked against the prediction by the caller)."""
         return replace(self, selected=int(index))
 
-    def commit(self, mask: np.ndarray, score: float, label: str | None = None, logits: np.ndarray | None = None) -> "Snapshot":
+    def commit(
+        self, mask: np.ndarray, score: float, label: str | None = None, logits: np.ndarray | None = None, **provenance: Any
+    ) -> "Snapshot":
         """Keep ``mask`` ((H, W) bool, made read-only) as an object and clear the prompts.
 
         While editing, the edited object is replaced in place (same id, colour and, unless
         ``label`` is given, label); otherwise a new object "object N" is appended.
-        Raises ``ValueError`` for an empty mask.
+        ``provenance``: ``candidate``, ``chain``, ``threshold`` of the new object (see
+        :class:`ObjectRecord`). Raises ``ValueError`` for an empty mask.
         """
         if not mask.any():
             raise ValueError("the current mask is empty; add prompts until it covers the object.")
@@ -175,11 +266,11 @@ class Snapshot:
         i = self.editing_index
         if i is not None:
             old = self.objects[i]
-            new = replace(old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits)
+            new = replace(old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits, **provenance)
             objects, next_id = self.objects[:i] + (new,) + self.objects[i + 1 :], self.next_object_id
         else:
             n = self.next_object_id
-            new = ObjectRecord(label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits)
+            new = ObjectRecord(label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits, **provenance)
             objects, next_id = self.objects + (new,), n + 1
         return replace(self, prompts=Prompts(), slot=None, selected=0, objects=objects, next_object_id=next_id, editing=None)
 

@@ -641,4 +641,5 @@ def load_sam(
 
     sam = _build_from_state_dict(state, CHECKPOINTS[model_type].config, path, model_type)
     sam._sam_widget_model_type = model_type  # read by Segmenter.model_name
+    sam._sam_widget_checkpoint = os.path.abspath(os.fspath(path))  # read by provenance (to_code)
     return sam.to(dev).eval()

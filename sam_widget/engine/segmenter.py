@@ -87,12 +87,17 @@ class Prediction:
             masks = self._masks = self._upscaler.full(self.logits)
         return masks
 
-    def mask(self, index: int) -> np.ndarray:
+    def mask(self, index: int, threshold: float | None = None) -> np.ndarray:
         """Candidate ``index`` as an ``(H, W)`` bool mask at the original image size.
 
-        Cheaper than ``masks[index]`` when only one candidate is needed.
+        Cheaper than ``masks[index]`` when only one candidate is needed. ``threshold``: the
+        logit a pixel must exceed (None: the model's ``mask_threshold``, 0.0 for SAM); a
+        mask at another threshold is computed each time (not cached), with the same
+        upsampling as ``Sam.postprocess_masks``.
         """
         index = self._check_index(index)
+        if threshold is not None and float(threshold) != self._upscaler.threshold:
+            return self._upscaler.full(self.logits[index : index + 1], float(threshold))[0]
         masks = self._masks
         if masks is not None:
             return masks[index]
@@ -117,18 +122,24 @@ class Prediction:
         self._masks = None
         self._single = {}
 
-    def mask_at_size(self, index: int, size: tuple[int, int]) -> np.ndarray:
+    def mask_at_size(self, index: int, size: tuple[int, int], threshold: float | None = None) -> np.ndarray:
         """Candidate ``index`` resampled straight from the logits to ``size = (h, w)``.
 
         For display: costs ``h * w`` work instead of the full image's, resampling the valid
         part of the logits once (the full-size path resamples twice, as SamPredictor does,
         so edges may differ by a fraction of a display pixel). ``(h, w)`` should keep the
         image's aspect ratio. At the image's own size this is exactly ``masks[index]``.
+        ``threshold``: as for :meth:`mask`.
         """
         index = self._check_index(index)
         if tuple(size) == tuple(self.image_size):
-            return self.mask(index)
-        return self._upscaler.to_display(self.logits[index : index + 1], size)[0]
+            return self.mask(index, threshold)
+        return self._upscaler.to_display(self.logits[index : index + 1], size, threshold)[0]
+
+    @property
+    def mask_threshold(self) -> float:
+        """The model's logit threshold (``Sam.mask_threshold``, 0.0 for SAM)."""
+        return float(self._upscaler.threshold)
 
     def _check_index(self, index: int) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -148,18 +159,18 @@ class _Upscaler:
         self.original_size = original_size
 
     @torch.no_grad()
-    def to_size(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    def to_size(self, logits: np.ndarray, size: tuple[int, int], threshold: float | None = None) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(logits))[None]
         t = F.interpolate(t, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
         t = t[..., : self.input_size[0], : self.input_size[1]]
         t = F.interpolate(t, tuple(size), mode="bilinear", align_corners=False)
-        return (t[0] > self.threshold).numpy()
+        return (t[0] > (self.threshold if threshold is None else threshold)).numpy()
 
-    def full(self, logits: np.ndarray) -> np.ndarray:
-        return self.to_size(logits, self.original_size)
+    def full(self, logits: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        return self.to_size(logits, self.original_size, threshold)
 
     @torch.no_grad()
-    def to_display(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    def to_display(self, logits: np.ndarray, size: tuple[int, int], threshold: float | None = None) -> np.ndarray:
         """One resampling from the valid low-res crop straight to ``size`` (for display).
 
         Skips the ``img_size``² intermediate of :meth:`to_size`; the crop is rounded up to
@@ -173,7 +184,7 @@ class _Upscaler:
         out_h, out_w = round(size[0] * r / rows), round(size[1] * c / cols)
         t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[None]
         t = F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=False)
-        return (t[0, :, : size[0], : size[1]] > self.threshold).numpy()
+        return (t[0, :, : size[0], : size[1]] > (self.threshold if threshold is None else threshold)).numpy()
 
 
 class Segmenter:
@@ -246,6 +257,9 @@ class Segmenter:
             "last_encode_s": None,
             "last_decode_s": None,
             "last_set_image_s": None,
+            "last_preprocess_s": None,
+            "last_decoder_s": None,
+            "last_upscale_s": None,
         }
 
     # ------------------------------------------------------------------ construction
@@ -486,6 +500,7 @@ class Segmenter:
         x = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         input_size = (int(x.shape[-2]), int(x.shape[-1]))
         x = self.sam.preprocess(x)
+        preprocess_s = time.perf_counter() - t0
         enc = self.sam.image_encoder
         if self.exact or not isinstance(enc, ImageEncoderViT):
             features = enc(x)
@@ -498,6 +513,7 @@ class Segmenter:
         with self._stats_lock:
             self.stats["encoder_calls"] += 1
             self.stats["last_encode_s"] = time.perf_counter() - t0
+            self.stats["last_preprocess_s"] = preprocess_s  # resize + normalise, part of last_encode_s
         return features, (int(rgb.shape[0]), int(rgb.shape[1])), input_size
 
     def reset_image(self) -> None:
@@ -625,11 +641,13 @@ class Segmenter:
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
+        t1 = time.perf_counter()
         upscaler = _Upscaler(self.sam, self._input_size, orig)
         masks = None
         if self.exact:
             full = self.sam.postprocess_masks(low_res, self._input_size, orig)
             masks = (full > self.sam.mask_threshold)[0].cpu().numpy()
+        t2 = time.perf_counter()
         pred = Prediction(
             scores=iou[0].cpu().numpy(),
             logits=low_res[0].cpu().numpy(),
@@ -639,6 +657,8 @@ class Segmenter:
         )
         self.stats["decoder_calls"] += 1
         self.stats["last_decode_s"] = time.perf_counter() - t0
+        self.stats["last_decoder_s"] = t1 - t0  # prompt encoder + mask decoder
+        self.stats["last_upscale_s"] = t2 - t1  # full-size masks (exact mode; lazy otherwise)
         return pred
 
 

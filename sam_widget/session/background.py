@@ -155,6 +155,7 @@ class Background:
             slot.fail(str(exc))
             s.error = f"prediction failed: {exc}"
         else:
+            slot.timings = dict(s._engine.last_timing)
             slot.fill(pred, mask_input, multimask)
             s._budget.touch(pred)
             s.stats["predictions"] += 1
@@ -173,6 +174,7 @@ class Background:
         sel = bsel if bsel is not None else pred.best
         if pred.logits is None:  # an object brought in as a mask: logits from the mask
             pred.logits = self.s._engine.mask_input(pred.object.mask)
+        slot.source = (bslot, sel)  # provenance: this step refines that one's candidate
         return pred.logits[sel : sel + 1], False
 
     def compute_preview(self, point: tuple[int, int]) -> None:

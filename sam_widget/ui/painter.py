@@ -8,6 +8,7 @@ masks resampled for display; nothing here runs the model.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -41,6 +42,8 @@ class Painter:
         self.shown: dict[str, Any] = self._blank()
         self._display_rgb: tuple[int, np.ndarray | None] | None = None
         self._display_masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        # the last current-mask update sent: {"key", "overlay_s", "bytes"} (the explain view's timings)
+        self.last_update: dict[str, Any] | None = None
 
     @staticmethod
     def _blank() -> dict[str, Any]:
@@ -66,11 +69,15 @@ class Painter:
             if draw_objects:
                 visible = [o for o in snap.objects if o.id != snap.editing]
                 obj_overlay = objects_overlay([self._display_mask(index, o, vp.display_hw) for o in visible], [o.color for o in visible])
+            overlay_s = None
             if draw_current and cur_key is not None:
                 if cur_key[0] == "preview":
                     cur_overlay = mask_overlay(s.preview.mask, PREVIEW_COLOR, alpha=0.35)
                 else:
-                    cur_overlay = mask_overlay(s.display_mask(), CURRENT_COLOR)
+                    disp = s.display_mask()
+                    t0 = time.perf_counter()
+                    cur_overlay = mask_overlay(disp, CURRENT_COLOR)
+                    overlay_s = time.perf_counter() - t0
             image = self._page_rgb(index, vp.display_hw) if new_page else None
 
             def draw() -> None:
@@ -87,13 +94,16 @@ class Painter:
 
             if new_page or draw_objects or draw_current or draw_prompts:
                 self.view.batch(draw)
+                if overlay_s is not None:
+                    png_s = (self.view.encode_s.get(CURRENT) or 0.0) if cur_overlay is not None else 0.0
+                    self.last_update = {"key": cur_key, "overlay_s": overlay_s + png_s, "bytes": self.view.last_batch_bytes}
             shown.update(page=index, objects=objects_key, current=cur_key, prompts=snap.prompts)
 
     def _current_key(self, snap: Any, index: int, old: Any) -> Any:
         if snap.prediction is not None:
             from ..session.core import selected_of
 
-            return (snap.slot, selected_of(snap))
+            return (snap.slot, selected_of(snap), self.session._threshold)
         if snap.slot is not None and not snap.slot.done:
             return old  # keep the old mask until the new one arrives
         p = self.session.preview
