@@ -29,6 +29,7 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("← / →", "previous / next image"),
     ("P / N / B", "mode: positive / negative / box"),
     ("H", "hover preview on / off"),
+    ("X", "explain panel on / off: candidates, logits, threshold, timings"),
     ("?", "show / hide this help"),
 ]
 

@@ -132,5 +132,7 @@ class EventTranslator:
             c.mode.value = {"p": "positive", "n": "negative", "b": "box"}[low]
         elif low == "h":
             c.hover_box.value = not c.hover_box.value
+        elif low == "x":
+            w._explain.show(not w._explain.visible)
         elif key == "?":
             c.help_btn.value = not c.help_btn.value
