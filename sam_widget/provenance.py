@@ -124,7 +124,7 @@ def object_code(obj: Any, predictor: str = "predictor", exact: bool | None = Non
     lines = ["import numpy as np", "from pycocotools import mask as mask_utils", ""]
     if any(s.imported for s in e.steps):
         lines += _mask_to_logits_def() + [""]
-    lines += _object_lines(e, predictor, bool(exact), key=str(e.id), placeholder_prefix="sam_start_mask")
+    lines += _object_lines(e, predictor, bool(exact), key=None, placeholder_prefix="sam_start_mask")
     return "\n".join(lines) + "\n"
 
 
@@ -302,7 +302,9 @@ def _fmt_points(points: Sequence[tuple[float, float]]) -> str:
     return "[" + ", ".join(f"[{float(x)!r}, {float(y)!r}]" for x, y in points) + "]"
 
 
-def _object_lines(e: ObjectEntry, predictor: str, exact: bool, key: str, placeholder_prefix: str) -> list[str]:
+def _object_lines(e: ObjectEntry, predictor: str, exact: bool, key: str | None, placeholder_prefix: str) -> list[str]:
+    """The lines for one object; the mask ends up in ``mask`` (and ``reproduced[key]`` unless
+    ``key`` is None)."""
     H, W = e.mask.shape
     title = f"# ---- object {e.id} {e.label!r}"
     rle = _rle(e.mask)
@@ -310,8 +312,8 @@ def _object_lines(e: ObjectEntry, predictor: str, exact: bool, key: str, placeho
         return [
             f"{title}: imported from a mask (add_object, set_objects or a file), not made by prompts:",
             "# there is no predict() call to replay; its mask is the saved one.",
-            f"reproduced[{key}] = mask_utils.decode({rle}).astype(bool)",
-        ]
+            f"mask = mask_utils.decode({rle}).astype(bool)",
+        ] + ([] if key is None else [f"reproduced[{key}] = mask"])
     calls = [s for s in e.steps if not s.imported]
     n = len(calls)
     L = [f"{title}: {n} predict() call{'s' if n != 1 else ''}"
@@ -373,7 +375,8 @@ def _object_lines(e: ObjectEntry, predictor: str, exact: bool, key: str, placeho
             "iou = (mask & saved).sum() / max(1, (mask | saved).sum())",
             f"assert iou >= {FAST_IOU}, f\"object {e.id}: IoU {{iou:.4f}} with the saved mask (fast mode promises >= {FAST_IOU})\"",
         ]
-    L.append(f"reproduced[{key}] = mask")
+    if key is not None:
+        L.append(f"reproduced[{key}] = mask")
     return L
 
 
