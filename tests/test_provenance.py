@@ -285,3 +285,25 @@ def test_a_session_file_carries_enough_to_write_the_code_again(sessions, tmp_pat
     done = run_cell(from_file, tmp_path, RANDOM_MODEL + "import numpy as np\nsam_start_mask_3 = np.load('start.npy')\n")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 mask(s) reproduced, bit for bit" in done.stdout
+
+
+# ============================================================================ an official-size checkpoint
+@pytest.mark.slow
+def test_a_vit_b_checkpoint_file_is_named_in_the_code_and_loaded_by_the_registry(sessions, tmp_path):
+    """The registry route: random vit_b weights saved as a checkpoint, loaded by load_sam in the
+    session and by ``sam_model_registry["vit_b"](checkpoint=...)`` in the generated cell."""
+    from sam_widget.engine.models import random_sam
+
+    ckpt = tmp_path / "random_vit_b.pth"
+    torch.save(random_sam("vit_b", seed=1).state_dict(), ckpt)
+    path = tmp_path / "scene.png"
+    Image.fromarray(IMAGE).save(path)
+    s = sessions(str(path), Segmenter(load_sam("vit_b", checkpoint=ckpt, device="cpu"), exact=True))
+    s.add_point(120, 70)
+    s.add_point(40, 30, label=0)
+    s.commit()
+    code = s.to_code()
+    assert f"CHECKPOINT = {str(ckpt)!r}" in code and "sam_model_registry['vit_b'](checkpoint=CHECKPOINT)" in code
+    done = run_cell(code, tmp_path)  # no hook: the cell loads the file itself
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 mask(s) reproduced, bit for bit" in done.stdout
