@@ -56,8 +56,8 @@ def heatmap_picture(
 ) -> np.ndarray:
     """The ``(lh, lw)`` logits as a heatmap picture about ``side`` pixels wide (each logit a
     square of ``max(1, side // lw)`` pixels): :func:`diverging_rgb` colours, a black outline
-    where the logits exceed ``threshold``, the part outside ``valid_hw`` (padding, not the
-    image) greyed, and the prompts: ``markers`` ``(x, y, label)`` and ``box`` XYXY in the
+    where the logits exceed ``threshold`` (inside ``valid_hw``), the part outside ``valid_hw``
+    (padding, not the image) greyed, and the prompts: ``markers`` ``(x, y, label)`` and ``box`` XYXY in the
     logits' ``(column, row)`` coordinates (pixel centres at integers)."""
     lg = np.asarray(logits, np.float32)
     lh, lw = lg.shape
@@ -69,7 +69,10 @@ def heatmap_picture(
         pad[:rows, :cols] = False
         rgb[pad] = rgb[pad] * 0.35 + 160 * 0.65
     big = np.repeat(np.repeat(rgb.astype(np.uint8), k, 0), k, 1)
-    inside = np.repeat(np.repeat(lg > threshold, k, 0), k, 1)
+    above = lg > threshold
+    if valid_hw is not None:
+        above &= ~pad  # the contour only where the logits cover the image
+    inside = np.repeat(np.repeat(above, k, 0), k, 1)
     big[_edges(inside)] = (0, 0, 0)
     im = Image.fromarray(big)
     d = ImageDraw.Draw(im)

@@ -67,9 +67,9 @@ class Explanation:
 
     Costs:
       timings: ``pandas.DataFrame`` indexed by :data:`STAGES`, columns ``seconds``,
-        ``bytes`` (only for "bytes sent") and ``detail`` (what happened: e.g. "encoder ran",
-        "memory cache hit"); NaN where a stage did not happen or is not known (a session
-        without a view sends nothing).
+        ``bytes`` (only for "bytes sent"), ``note`` (a few words: "ran, once per image",
+        "memory cache hit", "3 candidates") and ``detail`` (a sentence); NaN where a stage
+        did not happen or is not known (a session without a view sends nothing).
       totals: counts since the model was loaded: ``encoder_calls``, ``memory_hits``,
         ``disk_hits``, ``decoder_calls`` (every prediction, previews included), and this
         session's ``predictions``.
@@ -201,6 +201,7 @@ def _totals(s: "Session") -> dict[str, int]:
     }
 
 
+_NOTES = {"memory": "memory cache hit", "disk": "disk cache hit", "prefetch": "prefetched"}
 _SOURCES = {
     "encoder": "encoder ran",
     "memory": "memory cache hit",
@@ -213,31 +214,34 @@ def _timings(slot: Any, page: Any, view: dict[str, Any] | None, s: "Session") ->
     import pandas as pd
 
     nan = float("nan")
-    rows: dict[str, tuple[float, float, str]] = {}
+    rows: dict[str, tuple[float, float, str, str]] = {}  # stage -> (seconds, bytes, note, detail)
     t = slot.timings if slot is not None else {}
     emb = t.get("embedding")
     when = "for this prediction"
     if emb is None:  # the image was the segmenter's already: how it got there
         emb, when = getattr(page, "embedding", None), "when this image was set (once)"
     if emb is None:
-        rows["preprocessing"] = (nan, nan, "not known")
-        rows["image encoder"] = (nan, nan, "not known")
+        rows["preprocessing"] = (nan, nan, "not known", "not known")
+        rows["image encoder"] = (nan, nan, "not known", "not known")
     elif emb["source"] == "encoder":
-        rows["preprocessing"] = (emb["preprocess_s"], nan, f"resize to the model's input side + normalise, {when}")
-        rows["image encoder"] = (emb["encoder_s"], nan, f"encoder ran, {when}")
+        once = "once per image" if when.startswith("when") else "this prediction"
+        rows["preprocessing"] = (emb["preprocess_s"], nan, once, f"resize to the model's input side + normalise, {when}")
+        rows["image encoder"] = (emb["encoder_s"], nan, f"ran, {once}", f"encoder ran, {when}")
     else:
-        rows["preprocessing"] = (0.0, nan, "none: the embedding was cached")
-        rows["image encoder"] = (emb["seconds"], nan, f"{_SOURCES[emb['source']]}, {when}")
+        rows["preprocessing"] = (0.0, nan, "cached", "none: the embedding was cached")
+        rows["image encoder"] = (emb["seconds"], nan, _NOTES[emb["source"]], f"{_SOURCES[emb['source']]}, {when}")
     if slot is None or slot.prediction is None:
-        rows["prompt encoder + mask decoder"] = (nan, nan, "no prompts")
-        rows["upscaling"] = (nan, nan, "no prompts")
+        rows["prompt encoder + mask decoder"] = (nan, nan, "no prompts", "no prompts")
+        rows["upscaling"] = (nan, nan, "no prompts", "no prompts")
     elif "decoder_s" not in t:
-        rows["prompt encoder + mask decoder"] = (0.0, nan, "none: an object's kept mask, being edited")
-        rows["upscaling"] = (t.get("display_s", nan), nan, "kept mask resampled for display")
+        rows["prompt encoder + mask decoder"] = (0.0, nan, "kept mask", "none: an object's kept mask, being edited")
+        rows["upscaling"] = (t.get("display_s", nan), nan, "display", "kept mask resampled for display")
     else:
         n = len(slot.prediction)
-        how = "1 mask, refining the previous logits (mask_input)" if slot.mask_input is not None else f"{n} candidates from the prompts"
-        rows["prompt encoder + mask decoder"] = (t.get("decoder_s") or 0.0, nan, how)
+        refined = slot.mask_input is not None
+        how = "1 mask, refining the previous logits (mask_input)" if refined else f"{n} candidates from the prompts"
+        note = "1 mask, refined" if refined else f"{n} candidates"
+        rows["prompt encoder + mask decoder"] = (t.get("decoder_s") or 0.0, nan, note, how)
         exact = bool(getattr(s.segmenter, "exact", False))
         engine_up = (t.get("upscale_s") or 0.0) if exact else 0.0
         disp = t.get("display_s")
@@ -249,15 +253,16 @@ def _timings(slot: Any, page: Any, view: dict[str, Any] | None, s: "Session") ->
             parts.append(f"display mask {w}×{h} {disp * 1000:.1f} ms")
         else:
             parts.append("no display (full-size masks are made when asked for)")
-        rows["upscaling"] = (engine_up + (disp or 0.0), nan, "; ".join(parts))
+        note = ("full size + " if exact else "") + (f"display {t.get('display_hw', (0, 0))[1]}×{t.get('display_hw', (0, 0))[0]}" if disp is not None else "no display")
+        rows["upscaling"] = (engine_up + (disp or 0.0), nan, note, "; ".join(parts))
     if view is not None and slot is not None and view.get("key") is not None and view["key"][0] is slot:
-        rows["overlay encoding"] = (view["overlay_s"], nan, "mask -> PNG patch of its bounding box")
+        rows["overlay encoding"] = (view["overlay_s"], nan, "PNG patch", "mask -> PNG patch of its bounding box")
         b = view.get("bytes")
-        rows["bytes sent"] = (nan, nan if b is None else float(b), "the canvas message that drew it (JSON + PNG)")
+        rows["bytes sent"] = (nan, nan if b is None else float(b), "to the browser", "the canvas message that drew it (JSON + PNG)")
     else:
         why = "no view (headless session)" if view is None else "not drawn yet"
-        rows["overlay encoding"] = (nan, nan, why)
-        rows["bytes sent"] = (nan, nan, why)
-    df = pd.DataFrame.from_dict(rows, orient="index", columns=["seconds", "bytes", "detail"])
+        rows["overlay encoding"] = (nan, nan, why.split(" (")[0], why)
+        rows["bytes sent"] = (nan, nan, why.split(" (")[0], why)
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=["seconds", "bytes", "note", "detail"])
     df.index.name = "stage"
     return df.reindex(list(STAGES))

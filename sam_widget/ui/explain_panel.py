@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ExplainPanel", "THUMB", "PRESETS"]
 
-THUMB = 110  # longest side of a candidate thumbnail, screen pixels
+THUMB = 88  # longest side of a candidate thumbnail, screen pixels
+HEATMAP = 192  # about this many screen pixels for the logits' side
+STEP = 0.01  # the slider's step (its range is rounded inwards to it)
 PRESETS = (-0.5, 0.0, 0.5)  # threshold buttons: SAM's 0.0 and what 0.5 either way does
 
 
@@ -51,8 +53,8 @@ class ExplainPanel:
         self.heatmap = widgets.Image(format="png")
         self.scale = widgets.HTML()
         self.slider = widgets.FloatSlider(
-            value=0.0, min=-1.0, max=1.0, step=0.01, description="threshold", continuous_update=True,
-            readout_format=".2f", layout=widgets.Layout(width="300px"),
+            value=0.0, min=-1.0, max=1.0, step=STEP, description="threshold", continuous_update=True,
+            readout_format=".2f", layout=widgets.Layout(width="280px"), style={"description_width": "62px"},
         )
         self.presets = [
             widgets.Button(description=f"{t:+.1f}" if t else "0 (SAM)", tooltip=f"threshold {t:g}", layout=widgets.Layout(width="auto"))
@@ -70,7 +72,7 @@ class ExplainPanel:
                 widgets.HBox(self.presets),
                 self.timings,
             ],
-            layout=widgets.Layout(display="none", margin="0 0 0 12px", width="320px"),
+            layout=widgets.Layout(display="none", margin="0 0 0 12px", width="300px"),
         )
         self.box.add_class("sam-explain")
         self.syncing = False
@@ -99,7 +101,10 @@ class ExplainPanel:
     def _slider_moved(self, change: dict) -> None:
         if self.syncing:
             return
-        self.w._ui_call(setattr, self.w, "threshold", float(change["new"]))
+        value = round(float(change["new"]), 2)  # the slider's steps are whole hundredths
+        if abs(value - self.w.session.threshold) < STEP / 2:
+            return  # the page echoing a value set from here (a preset, w.threshold), snapped to a step
+        self.w._ui_call(setattr, self.w, "threshold", value)
 
     # ------------------------------------------------------------------ filling it
     def sync(self) -> None:
@@ -153,7 +158,7 @@ class ExplainPanel:
         if n == 0:
             self.title.value = "<b>Explain</b>: click on an object (no prompts yet)"
         else:
-            self.title.value = "<b>Explain</b>: candidates (predicted IoU, stability score)"
+            self.title.value = "<b>Explain</b>: the candidates"
 
     def _fill_logits(self, e: Any) -> None:
         has = e.logits is not None
@@ -167,10 +172,13 @@ class ExplainPanel:
             return
         lo, hi = e.logits_range
         lh, lw = e.logits.shape
-        self.heatmap.value = png(heatmap_picture(e.logits, e.threshold, valid_hw=e.valid_hw, markers=e.markers, box=e.box_lr))
+        self.heatmap.value = png(
+            heatmap_picture(e.logits, e.threshold, valid_hw=e.valid_hw, markers=e.markers, box=e.box_lr, side=HEATMAP)
+        )
         self.heat_caption.value = (
-            f"<b>low-res logits</b> of candidate {e.chosen + 1} ({lw}×{lh}); black line: where they exceed "
-            f"the threshold{'' if e.mask_input is None else '; refined from the previous mask (mask_input)'}"
+            f"<div style='line-height:1.25'><b>low-res logits</b> of candidate {e.chosen + 1} ({lw}×{lh}); "
+            "black line: above the threshold; grey: padding, not the image"
+            f"{'; refining the previous mask (mask_input)' if e.mask_input is not None else ''}</div>"
         )
         self.scale.value = (
             "<div style='font-size:90%'><span style='color:#2166ac'>■</span> "
@@ -178,13 +186,15 @@ class ExplainPanel:
             f" &nbsp; threshold <b>{e.threshold:g}</b> (SAM: {e.mask_threshold:g})</div>"
         )
         s = self.slider
-        if lo > s.max:
-            s.max = hi
-            s.min = lo
+        smin, smax = math.ceil(lo / STEP) * STEP, math.floor(hi / STEP) * STEP  # inside the logits' range
+        smin, smax = round(smin, 2), round(max(smax, smin), 2)
+        if smin > s.max:
+            s.max = smax
+            s.min = smin
         else:
-            s.min = lo
-            s.max = hi
-        s.value = min(max(e.threshold, lo), hi)
+            s.min = smin
+            s.max = smax
+        s.value = min(max(e.threshold, smin), smax)
 
     def _fill_timings(self, e: Any) -> None:
         rows = []
@@ -193,13 +203,16 @@ class ExplainPanel:
                 value = "–" if math.isnan(r["bytes"]) else f"{int(r['bytes']):,} B"
             else:
                 value = "–" if math.isnan(r["seconds"]) else f"{r['seconds'] * 1000:.1f} ms"
+            detail, short = str(r["detail"]), str(r["note"])
             rows.append(
-                f"<tr><td>{html.escape(str(stage))}</td><td style='text-align:right'>{value}</td>"
-                f"<td style='color:#666;font-size:85%'>{html.escape(str(r['detail']))}</td></tr>"
+                f"<tr title='{html.escape(detail, quote=True)}'><td style='padding-right:6px'>{html.escape(str(stage))}</td>"
+                f"<td style='text-align:right;padding-right:6px;white-space:nowrap'>{value}</td>"
+                f"<td style='color:#666;font-size:85%;line-height:1.2'>{html.escape(short)}</td></tr>"
             )
         t = e.totals
         self.timings.value = (
-            "<b>last prediction</b><table style='border-collapse:collapse'>" + "".join(rows) + "</table>"
+            "<b>last prediction</b> <span style='color:#888;font-size:85%'>(hover for details)</span>"
+            "<table style='border-collapse:collapse;line-height:1.3'>" + "".join(rows) + "</table>"
             f"<div style='font-size:90%'>since the model was loaded: encoder {t['encoder_calls']}×, cache hits "
             f"{t['memory_hits']} memory / {t['disk_hits']} disk, decoder {t['decoder_calls']}×</div>"
         )
