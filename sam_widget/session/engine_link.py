@@ -68,6 +68,7 @@ class EngineLink:
         self.segmenter = segmenter
         self._spec = (model, checkpoint, device, cache_dir)
         self.last_timing: dict[str, Any] = {}  # what the last predict cost (worker thread), see predict
+        self._reset: dict[int, dict[str, Any]] = {}  # page id -> how its image was set again, for its next predict
         if segmenter is not None:
             self.label = segmenter.model_name
         else:
@@ -98,10 +99,15 @@ class EngineLink:
     def set_image(self, page: Any, rgb: np.ndarray) -> None:
         """Make ``rgb`` (page ``page``'s pixels) the segmenter's image: encoded or a cache hit.
 
-        ``page.embedding`` records how: see :meth:`_set_image`."""
+        ``page.embedding`` records how the first time (see :meth:`_set_image`); a later set
+        (another image took the segmenter meanwhile) is reported by the page's next predict."""
         seg = self.segmenter
         with seg.exclusive():
-            page.embedding = self._set_image(seg, rgb, getattr(page, "prefetched", False))
+            record = self._set_image(seg, rgb, getattr(page, "prefetched", False))
+            if getattr(page, "embedding", None) is None:
+                page.embedding = record
+            else:
+                self._reset[id(page)] = record
             page.seg_image = seg.image
 
     @staticmethod
@@ -131,7 +137,7 @@ class EngineLink:
         """
         seg = self.segmenter
         with seg.exclusive():
-            embedding = None
+            embedding = self._reset.pop(id(page), None)
             if seg.image is None or seg.image is not page.seg_image:
                 embedding = self._set_image(seg, rgb)
                 page.seg_image = seg.image

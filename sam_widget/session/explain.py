@@ -70,6 +70,10 @@ class Explanation:
         ``bytes`` (only for "bytes sent"), ``note`` (a few words: "ran, once per image",
         "memory cache hit", "3 candidates") and ``detail`` (a sentence); NaN where a stage
         did not happen or is not known (a session without a view sends nothing).
+      embedding: how this image's embedding was had when it was first set: ``source``
+        ("encoder", "memory", "disk", "prefetch"), ``seconds`` (all of set_image), and for the
+        encoder ``preprocess_s`` and ``encoder_s``; None before that. (``timings`` shows this
+        too unless the last prediction had to set the image again: a shared segmenter.)
       totals: counts since the model was loaded: ``encoder_calls``, ``memory_hits``,
         ``disk_hits``, ``decoder_calls`` (every prediction, previews included), and this
         session's ``predictions``.
@@ -93,12 +97,22 @@ class Explanation:
     image_hw: tuple[int, int]
     timings: "pd.DataFrame"
     totals: dict[str, int]
+    embedding: dict[str, Any] | None = None
 
     @property
     def bytes_sent(self) -> int | None:
         """Bytes of the message that drew the last mask on the canvas (None without a view)."""
         b = self.timings.loc["bytes sent", "bytes"]
         return None if b is None or (isinstance(b, float) and math.isnan(b)) else int(b)
+
+    def __repr__(self) -> str:
+        n = len(self.scores)
+        if n == 0:
+            return f"Explanation(no prompts; totals {self.totals})"
+        lg = "no logits" if self.logits is None else (
+            f"logits {self.logits.shape[1]}x{self.logits.shape[0]} in [{self.logits_range[0]:.3g}, {self.logits_range[1]:.3g}]")
+        return (f"Explanation({n} candidate(s), chosen {self.chosen + 1}, threshold {self.threshold:g}, {lg}; "
+                f"predicted IoU {[round(float(v), 3) for v in self.scores]}, stability {[round(float(v), 3) for v in self.stability]})")
 
     def _repr_html_(self) -> str:
         return (
@@ -187,6 +201,7 @@ def explain(session: "Session", size: tuple[int, int] | None = None, view: dict[
         image_hw=(H, W),
         timings=_timings(slot, page, view, s),
         totals=_totals(s),
+        embedding=None if getattr(page, "embedding", None) is None else dict(page.embedding),
     )
 
 
