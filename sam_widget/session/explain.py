@@ -10,6 +10,8 @@ widgets here: the numbers come from the engine through the session's ``EngineLin
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +157,7 @@ def explain(session: "Session", size: tuple[int, int] | None = None, view: dict[
         mask = cut_mask(pred, chosen, s._threshold, hw)
         all_logits = getattr(pred, "logits", None)
         if all_logits is not None and link.loaded:
-            stability, area = link.candidate_stats(all_logits, (H, W))
+            stability, area = _cached_stats(link, pred, all_logits, (H, W))
             logits = np.asarray(all_logits[chosen], np.float32)
             logits_range = (float(logits.min()), float(logits.max()))
             geo = link.geometry((H, W))
@@ -203,6 +205,23 @@ def explain(session: "Session", size: tuple[int, int] | None = None, view: dict[
         totals=_totals(s),
         embedding=None if getattr(page, "embedding", None) is None else dict(page.embedding),
     )
+
+
+_STATS: "weakref.WeakKeyDictionary[Any, tuple[Any, tuple[np.ndarray, np.ndarray]]]" = weakref.WeakKeyDictionary()
+_STATS_LOCK = threading.Lock()
+
+
+def _cached_stats(link: Any, pred: Any, logits: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Stability and area of a prediction's candidates, computed once per prediction (they do
+    not depend on the threshold being looked at; at 12 megapixels they take about a second)."""
+    with _STATS_LOCK:
+        hit = _STATS.get(pred)
+    if hit is None or hit[0] is not logits:
+        stats = link.candidate_stats(logits, image_hw)
+        hit = (logits, stats)
+        with _STATS_LOCK:
+            _STATS[pred] = hit
+    return hit[1]
 
 
 def _totals(s: "Session") -> dict[str, int]:
