@@ -115,5 +115,9 @@ def test_open_explain_drag_the_threshold_and_the_canvas_follows(open_nb, browser
     assert shot.exists()
     if os.environ.get("SAM_WIDGET_README_SHOT"):
         (REPO / "docs").mkdir(exist_ok=True)
-        widget.screenshot(path=str(REPO / "docs" / "explain.png"))
+        out = REPO / "docs" / "explain.png"
+        widget.screenshot(path=str(out))
+        from PIL import Image  # a small file for the README: 256 colours, no dithering (~100 KB)
+
+        Image.open(out).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(out, optimize=True)
     assert nb.errors() == []
