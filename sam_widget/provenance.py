@@ -351,18 +351,14 @@ def _object_lines(e: ObjectEntry, predictor: str, exact: bool, key: str | None, 
         L.append(f"masks, scores, low_res = {predictor}.predict(")
         L += [f"    {a}," for a in args]
         L.append(")")
-        cand = s.candidate if s.candidate is not None else None
-        if not refine and cand is None:
-            pick = "int(np.argmax(scores))"
+        if refine:
+            L.append("k = 0")  # a refinement answers with one mask
+        elif s.candidate is None:
             L.append("k = int(np.argmax(scores))  # the kept candidate was not recorded: the best-scoring one (the widget's default)")
         else:
-            pick = str(0 if refine else int(cand))
-            if not refine:
-                L.append(f"k = {pick}  # candidate {int(cand) + 1} of 3 was kept (scores: predicted IoU)")
-            else:
-                L.append("k = 0")
+            L.append(f"k = {int(s.candidate)}  # candidate {int(s.candidate) + 1} of 3 was kept (scores: predicted IoU)")
         if not last:
-            L.append(f"mask_input = low_res[k][None, :, :]  # its ({'1, h, w'}) low-res logits refine the next call")
+            L.append("mask_input = low_res[k][None, :, :]  # its (1, h, w) low-res logits refine the next call")
     if threshold is not None:
         L.append(f"mask = masks[k] > {float(threshold)!r}  # cut at threshold {float(threshold)!r} (SAM's is 0.0)")
     else:

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Prompts", "ChainStep", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color"]
+__all__ = [
+    "Prompts", "ChainStep", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color", "provenance_from_record",
+]
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,23 @@ class Snapshot:
         if not 0 <= index < n:
             raise IndexError(f"object {index} does not exist; there are {n} objects.")
         return int(index)
+
+
+def provenance_from_record(record: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``candidate``, ``chain`` and ``threshold`` keyword arguments for :class:`ObjectRecord`
+    from what a session file keeps: ``record`` a :class:`sam_widget.io.PromptRecord` (or None
+    for an imported mask), ``extra`` the object's extra dict (``{"threshold": t}``). The
+    inverse of :attr:`ObjectRecord.prompt_record` / :attr:`ObjectRecord.extra`."""
+    threshold = (extra or {}).get("threshold")
+    if record is None:
+        return {"candidate": None, "chain": (), "threshold": None if threshold is None else float(threshold)}
+    chain = tuple(
+        ChainStep(Prompts(tuple(map(tuple, st.points)), tuple(st.labels), st.box), 0 if st.candidate is None else int(st.candidate))
+        for st in (getattr(record, "chain", ()) or ())
+    )
+    candidate = getattr(record, "candidate", None)
+    return {"candidate": None if candidate is None else int(candidate), "chain": chain,
+            "threshold": None if threshold is None else float(threshold)}
 
 
 def object_color(index: int) -> tuple[int, int, int]:

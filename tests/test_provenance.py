@@ -276,6 +276,15 @@ def test_a_session_file_carries_enough_to_write_the_code_again(sessions, tmp_pat
     assert stored[2].prompts.chain[0].is_empty  # the refinement started from a mask
     assert data.model["exact"] is True
 
+    # what a loader does with it: ObjectRecords with the same provenance, hence the same code
+    from sam_widget.state import ObjectRecord, Prompts, provenance_from_record
+
+    for o, st in zip(s.objects, stored):
+        p = st.prompts or Prompts()
+        back = ObjectRecord(st.label, st.color, st.mask, o.score, Prompts(p.points, p.labels, p.box), st.id,
+                            **provenance_from_record(st.prompts, st.extra))
+        assert back.prompt_record == o.prompt_record and back.extra == o.extra and back.candidate == o.candidate
+
     from_file = session_file_code(file)
     live = s.to_code()
     body = lambda c: c.split("reproduced = {}")[1].split("# ---- object 1")[1]  # noqa: E731 - the predict calls
