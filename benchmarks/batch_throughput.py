@@ -7,7 +7,7 @@ Same images, same model (seeded random vit_b weights, or the shipped tiny_shapes
 cache folder per configuration:
   * loop: ``Segmenter(...).set_image(path)`` for each image in this process (torch's default
     threads, i.e. every core) — what a user would write without Dask;
-  * LocalCluster with 1 and 2 single-threaded worker processes through ``batch.precompute``.
+  * LocalClusters through ``batch.precompute``: 1 worker with 2 torch threads, 2 workers with 1.
 Reported: wall time, images/min (cluster start excluded and included), Dask's overhead per
 image (measured with a task that does no work), the bytes a task sends and returns, and the
 peak RSS of each worker. Prints one markdown table.
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny_shapes", help="tiny_shapes, vit_b, vit_l, vit_h")
     ap.add_argument("--images", type=int, default=20)
-    ap.add_argument("--workers", default="1,2", help="local cluster sizes to try (comma-separated)")
+    ap.add_argument("--workers", default="1x2,2x1", help="local clusters to try: WORKERSxTHREADS, comma-separated")
     args = ap.parse_args(argv)
 
     import distributed
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     del seg
 
     # 2. local clusters
-    for n in [int(v) for v in args.workers.split(",")]:
+    for conf in args.workers.split(","):
+        n, threads = (int(v) for v in conf.split("x"))
         t_start = time.perf_counter()
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
         client = distributed.Client(cluster)
@@ -96,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             client.run(lambda: __import__("torch").get_num_threads())  # workers up and torch imported
             # warm each worker's model once, outside the timing (a real run pays it once per worker)
             warm = tmp / f"warm{n}"
-            batch.precompute(paths[: n], model=model, cache_dir=warm, client=client, progress=False)
+            batch.precompute(paths[: n], model=model, cache_dir=warm, client=client, threads=threads, progress=False)
             startup = time.perf_counter() - t_start
             t0 = time.perf_counter()
-            rep = batch.precompute(paths, model=model, cache_dir=tmp / f"dask{n}", client=client, progress=False)
+            rep = batch.precompute(paths, model=model, cache_dir=tmp / f"dask{conf}", client=client, threads=threads,
+                                   progress=False)
             run_s = time.perf_counter() - t0
             assert rep.count("computed") == len(paths), rep
             rss = client.run(_maxrss_mb)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             futs = client.map(_noop, [str(p) for p in paths] * 5, pure=False)
             client.gather(futs)
             noop_ms = 1000 * (time.perf_counter() - t0) / (5 * len(paths))
-            rows.append((f"LocalCluster, {n} worker{'s' * (n > 1)} x 1 thread", run_s, run_s + startup, len(paths),
+            rows.append((f"LocalCluster, {n} worker{'s' * (n > 1)} x {threads} torch thread{'s' * (threads > 1)}", run_s, run_s + startup, len(paths),
                          ", ".join(f"{v:.0f}" for v in rss.values()) + f"; Dask per task {noop_ms:.1f} ms"))
         finally:
             client.close()

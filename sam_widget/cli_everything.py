@@ -17,7 +17,11 @@ spellings work too) and go to :meth:`Segmenter.segment_everything`. Outputs in `
   sorted by predicted IoU, highest first;
 * ``proposals.csv`` -- one row per proposal: index, label, score (predicted IoU),
   stability, area, COCO bbox ``x, y, width, height``, grid point ``x, y``;
-* ``figure.png`` -- the image with every proposal coloured (and outlined).
+* ``figure.png`` -- the image with every proposal coloured (and outlined);
+* with ``--coco PATH``: the proposals as a COCO instances file (:func:`proposals_to_coco`:
+  one annotation per proposal, in the same order, RLE masks, ``score`` the predicted IoU,
+  the grid point as the prompt, the stability score and the point in the annotation's
+  ``"sam_widget"`` field).
 
 A progress bar goes to stderr. Exit status: 0 on success (also when nothing is found),
 2 on any error (one ``sam-widget: error: ...`` line), 130 when interrupted.
@@ -44,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .engine.proposals import Proposals
 
-__all__ = ["add_everything_parser", "draw_proposals_figure", "DEFAULT_EVERYTHING_OUTPUT"]
+__all__ = ["add_everything_parser", "draw_proposals_figure", "proposals_to_coco", "DEFAULT_EVERYTHING_OUTPUT"]
 
 DEFAULT_EVERYTHING_OUTPUT = "sam_everything"
 _FIGURE_SIDE = 1600  # the figure shows the image at most this many pixels on its long side
@@ -69,6 +73,7 @@ examples:
   sam-widget everything --image_path img.jpg --output out/
   sam-widget everything --image_path img.jpg --points-per-side 16 --pred-iou-thresh 0.8
   sam-widget everything --image_path shapes.png --model tiny_shapes --exact
+  sam-widget everything --image_path img.jpg --coco proposals.json
 """
 
 
@@ -79,7 +84,8 @@ def add_everything_parser(sub: Any, model_choices: tuple[str, ...], default_mode
         help="find every object of an image (SAM's automatic mask generator)",
         description="Find every object of an image with SAM's automatic mask generator (a grid "
         "of point prompts, filtered by predicted IoU and stability, duplicates removed) and "
-        "write labels.png, masks.npy, proposals.csv and figure.png to --output.",
+        "write labels.png, masks.npy, proposals.csv and figure.png to --output (and a COCO file "
+        "with --coco).",
         epilog=_EXAMPLES + "\nexit status: 0 on success (also when nothing is found), 2 on any error "
         "(one line on stderr), 130 when interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -115,6 +121,12 @@ def add_everything_parser(sub: Any, model_choices: tuple[str, ...], default_mode
         help=f"directory for labels.png, masks.npy, proposals.csv and figure.png (default: "
         f"{DEFAULT_EVERYTHING_OUTPUT}/; created if needed, those files are replaced)",
     )
+    out.add_argument(
+        "--coco",
+        metavar="PATH",
+        help="also write the proposals as a COCO instances JSON file (RLE masks, score = predicted IoU, "
+        "stability and grid point in each annotation's \"sam_widget\" field)",
+    )
     out.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     out.add_argument("--show", action="store_true", help="also open the figure in a window")
     ev.set_defaults(func=run_everything)
@@ -146,12 +158,14 @@ class _Request:
     exact: bool
     progress: bool
     show: bool
+    coco: Path | None = None
+    image_path: str | None = None
 
 
 def _validate(args: argparse.Namespace) -> _Request:
     """Check every flag and read the image before any model is loaded. Raises ValueError."""
     from .cli import DEFAULT_MODEL, OFFLINE_MODEL
-    from .engine.everything import EverythingParams
+    from .engine.everything_params import EverythingParams
 
     given = {name: getattr(args, name) for _, name, _, _ in _PARAMS if getattr(args, name) is not None}
     try:
@@ -176,8 +190,18 @@ def _validate(args: argparse.Namespace) -> _Request:
         image = load_image(args.image_path)
     except ImageError as e:
         raise ValueError(f"--image_path: {e}") from None
+    coco = None
+    if args.coco is not None:
+        from .io._common import check_output_file
+
+        try:
+            coco = check_output_file(args.coco, "--coco file")
+        except ValueError as e:
+            raise ValueError(str(e)) from None
     model = args.model if args.model is not None else (None if checkpoint is not None else DEFAULT_MODEL)
-    return _Request(image, params, model, checkpoint, args.device, output, args.exact, not args.no_progress, args.show)
+    return _Request(
+        image, params, model, checkpoint, args.device, output, args.exact, not args.no_progress, args.show, coco, args.image_path
+    )
 
 
 def run_everything(args: argparse.Namespace) -> int:
@@ -202,13 +226,21 @@ def run_everything(args: argparse.Namespace) -> int:
 
         fig = plt.figure()
     fig = draw_proposals_figure(req.image, props, figure=fig)
+    coco = proposals_to_coco(props, req.image_path, masks=masks) if req.coco is not None else None
     _write(req.output, labels, masks, props, fig)
+    if coco is not None:
+        from .io._common import atomic_write_bytes, dump_json
+
+        try:
+            atomic_write_bytes(req.coco, dump_json(coco))
+        except OSError as e:
+            raise CLIError(f"cannot write --coco {str(req.coco)!r}: {e.strerror or e}") from None
     if not len(props):
         print("no proposals: nothing passed the filters (try a lower --pred-iou-thresh or --stability-score-thresh).")
     for i, p in enumerate(props):
         x, y, w, h = p.bbox
         print(f"proposal {i}: label {i + 1}, score {p.score:.4f}, stability {p.stability:.4f}, area {p.area} px, bbox x={x} y={y} w={w} h={h}")
-    print(f"{len(props)} proposals -> {req.output / 'labels.png'}, masks.npy, proposals.csv, figure.png")
+    print(f"{len(props)} proposals -> {req.output / 'labels.png'}, masks.npy, proposals.csv, figure.png" + (f", {req.coco}" if coco is not None else ""))
     sys.stdout.flush()
     if req.show:
         _show(req.output / "figure.png")
@@ -233,7 +265,6 @@ def _write(output: Path, labels: np.ndarray, masks: np.ndarray, props: "Proposal
         _atomic(output / "masks.npy", lambda f: np.save(f, masks))
         _atomic(output / "proposals.csv", lambda f: f.write(table.getvalue().encode()))
         _atomic(output / "figure.png", lambda f: fig.savefig(f, format="png", dpi=100))
-        # COCO JSON (--coco) goes here once sam_widget.io's COCO export has landed.
     except OSError as e:
         raise CLIError(f"cannot write the results to {str(output)!r}: {e.strerror or e}") from None
 
@@ -251,6 +282,47 @@ def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
         except OSError:
             pass
         raise
+
+
+# ------------------------------------------------------------------------------ COCO
+
+
+def proposals_to_coco(
+    proposals: "Proposals", image: Any, *, label: str = "object", masks: np.ndarray | None = None, path: Any = None
+) -> dict[str, Any]:
+    """The proposals as a COCO instances dict, made by :func:`sam_widget.io.to_coco`.
+
+    ``image``: the image file's path (``file_name`` is its name, the size is read from it),
+    an ``(H, W)`` size or a dict with ``file_name``, ``height``, ``width``. One annotation per
+    proposal, in the proposals' order (annotation ``id`` ``i + 1`` is label ``i + 1`` of
+    ``labels.png``), category ``label``; masks as compressed RLE; ``bbox`` COCO XYWH;
+    ``score`` the predicted IoU; the grid point as the prompt (``"sam_widget": {"prompts":
+    ...}``, which :func:`sam_widget.io.read_coco` brings back) and, in the same field,
+    ``"stability"`` (the stability score, null when undefined) and ``"point"`` ``[x, y]``
+    (image pixels). ``masks``: the ``(N, H, W)`` stack if already made. ``path``: also
+    write it there (atomically).
+    """
+    from .io import to_coco
+    from .io._common import atomic_write_bytes, check_output_file, dump_json
+
+    target = check_output_file(path, "COCO file") if path is not None else None
+    stack = proposals.masks if masks is None else masks
+    n = len(proposals)
+    coco = to_coco(
+        [image],
+        [stack],
+        labels=[[label] * n],
+        scores=[[float(p.score) for p in proposals]],
+        prompts=[[{"points": [p.point], "labels": [1], "box": None} for p in proposals]],
+    )
+    for ann, p in zip(coco["annotations"], proposals):
+        stability = float(p.stability)
+        ext = ann.setdefault("sam_widget", {})
+        ext["stability"] = stability if np.isfinite(stability) else None
+        ext["point"] = [float(p.point[0]), float(p.point[1])]
+    if target is not None:
+        atomic_write_bytes(target, dump_json(coco))
+    return coco
 
 
 # ------------------------------------------------------------------------------ figure

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +36,19 @@ RANDOM_TINY = "random_tiny"
 class Demo:
     """``image``: H x W x 3 uint8; ``segmenter``: a ready Segmenter; ``model``: its name;
     ``description``: one sentence for the reader; ``true_masks``: (N, H, W) bool ground
-    truth for synthetic images, else None."""
+    truth of ``image`` for synthetic images, else None; ``images``: a small set of images to
+    annotate, ``image`` first (just ``[image]`` unless given)."""
 
     image: np.ndarray
     segmenter: object
     model: str
     description: str
     true_masks: np.ndarray | None = None
+    images: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.images:
+            self.images = [self.image]
 
     def suggest_point(self) -> tuple[int, int]:
         """An ``(x, y)`` pixel well inside an object, for cells that click on the reader's behalf.
@@ -85,6 +91,7 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
 
         seg = Segmenter(random_sam(TINY_TEST_CONFIG, seed=0))
         demo = Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
+        demo.images += _more_scenes(seed)
     elif name == OFFLINE_MODEL:
         demo = _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
     else:
@@ -99,6 +106,7 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
                 )
             return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had")
         demo = Demo(load_image(sample_image_path()), seg, name, f"the official SAM {name} on the bundled sample photo")
+        demo.images += _more_scenes(seed)  # SAM segments the synthetic scenes too
     if verbose:
         print(f"Showing {demo.description}.")
     return demo
@@ -132,12 +140,19 @@ def _why_unavailable(name: str, exc: Exception) -> str:
     return f"{name} is not in {where.parent} and could not be downloaded: {how}"
 
 
+def _more_scenes(seed: int, count: int = 2) -> list[np.ndarray]:
+    """The synthetic scenes after ``seed`` (the rest of the demo's small set of images)."""
+    from .data import shapes_image
+
+    return [shapes_image(seed + k, size=(384, 512))[0] for k in range(1, count + 1)]
+
+
 def _offline(seed: int, description: str) -> Demo:
     from .data import shapes_image
     from .engine.segmenter import Segmenter
 
     image, masks = shapes_image(seed, size=(384, 512))
-    return Demo(image, Segmenter.from_pretrained(OFFLINE_MODEL), OFFLINE_MODEL, description, masks)
+    return Demo(image, Segmenter.from_pretrained(OFFLINE_MODEL), OFFLINE_MODEL, description, masks, [image, *_more_scenes(seed)])
 
 
 # ------------------------------------------------------------------ the demo's working folder

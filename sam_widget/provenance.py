@@ -90,8 +90,12 @@ class ImageEntry:
 def _steps_of(prompts: Any, candidate: Any, chain: Sequence[Any]) -> tuple[Step, ...]:
     steps = []
     for st in chain:
-        empty = not tuple(st.points) and st.box is None
-        steps.append(Step(tuple(map(tuple, st.points)), tuple(st.labels), st.box, st.candidate, empty, getattr(st, "mask", None)))
+        if isinstance(st, tuple):  # an ObjectRecord's (prompts, candidate) pair (a ChainStep may hold a mask)
+            p, cand = st[0], st[1]
+        else:  # a PromptRecord step of a session file
+            p, cand = st, st.candidate
+        empty = not tuple(p.points) and p.box is None
+        steps.append(Step(tuple(map(tuple, p.points)), tuple(p.labels), p.box, cand, empty, getattr(st, "mask", None)))
     steps.append(Step(tuple(map(tuple, prompts.points)), tuple(prompts.labels), prompts.box, candidate))
     return tuple(steps)
 
@@ -154,10 +158,10 @@ def session_code(session: "Session", index: int | None = None, objects: Any = No
 
 
 def session_file_code(path: str | os.PathLike[str]) -> str:
-    """The cell for the objects of a session file written by ``sam_widget.io.write_session``
-    (its ``model`` entry should be ``Session.model_info()``; without ``exact: true`` the
-    cell checks IoU >= 0.99). A refinement that started from a mask brought in needs that
-    mask (files do not keep it): the cell asks for it."""
+    """The cell for the objects of a session file (``SamWidget.save`` / ``Session.save``, or
+    ``sam_widget.io.write_session`` with ``model=Session.model_info()``; without ``exact:
+    true`` in its model entry the cell checks IoU >= 0.99). A refinement that started from a
+    mask brought in needs that mask (files do not keep it): the cell asks for it."""
     from .io import read_session
 
     data = read_session(path)

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .render import Overlay, mask_overlay, objects_overlay, resize_mask, resize_rgb
+from .render import DEFAULT_OPACITY, Overlay, mask_overlay, objects_overlay, resize_mask, resize_rgb
 
 __all__ = ["composite", "compose_snapshot", "png_bytes", "CURRENT_COLOR", "POSITIVE", "NEGATIVE", "BOX"]
 
@@ -92,8 +92,10 @@ def compose_snapshot(
     labels: Sequence[int] = (),
     box: tuple[float, float, float, float] | None = None,
     size_hw: tuple[int, int] | None = None,
-    object_alpha: float = 0.35,
-    current_alpha: float = 0.45,
+    object_alpha: float = DEFAULT_OPACITY,
+    current_alpha: float = DEFAULT_OPACITY,
+    highlight: int | None = None,
+    dim_objects: bool | None = None,
 ) -> np.ndarray:
     """The widget's picture: ``image`` with the objects, the current mask and the prompts.
 
@@ -108,6 +110,8 @@ def compose_snapshot(
         to it like the widget's display image, and masks of another size like its masks.
       object_alpha, current_alpha: fill opacity of objects / the current mask (the canvas'
         values by default).
+      highlight, dim_objects: the object singled out (index into ``object_masks``) and
+        whether the others are drawn faint, as in :func:`sam_widget.render.objects_overlay`.
 
     Returns:
       ``size_hw`` x 3 uint8 RGB (a new array).
@@ -129,13 +133,18 @@ def compose_snapshot(
     colors = [_as_color(c, f"object_colors[{i}]") for i, c in enumerate(colors)]
     cur = None if current is None else _as_mask(current, "current", size_hw)
     ccol = _as_color(current_color, "current_color")
+    if highlight is not None:
+        if isinstance(highlight, bool) or not isinstance(highlight, (int, np.integer)):
+            raise TypeError(f"highlight must be an int index into object_masks or None, not {type(highlight).__name__}.")
+        if not 0 <= highlight < len(masks):
+            raise ValueError(f"highlight {highlight} is not an index into object_masks (there are {len(masks)}).")
     pts, labs = list(points), list(labels)
     if len(pts) != len(labs):
         raise ValueError(f"points and labels differ in length ({len(pts)} vs {len(labs)}).")
 
     base = resize_rgb(image, size_hw)
     out = composite(base, [
-        objects_overlay(masks, colors, alpha=object_alpha) if masks else None,
+        objects_overlay(masks, colors, alpha=object_alpha, highlight=highlight, dim=dim_objects) if masks else None,
         mask_overlay(cur, ccol, alpha=current_alpha) if cur is not None else None,
     ])
     if pts or box is not None:

@@ -99,37 +99,52 @@ class PredictionSlot:
         return self._done.wait(timeout)
 
 
-@dataclass(frozen=True)
-class ChainStep:
-    """One earlier step of an object's refinement: ``prompts`` were answered by the model and
+class ChainStep(tuple):
+    """One earlier step of an object's refinement, the ``(prompts, candidate)`` pair of
+    :attr:`ObjectRecord.chain` (it unpacks as one): ``prompts`` were answered by the model and
     candidate ``candidate``'s low-res logits became the next step's ``mask_input``.
 
-    A step with empty prompts stands for a mask brought in (``add_object``, a file) that the
-    refinement started from; ``mask`` then holds that ``(H, W)`` bool mask when known (in
-    memory only; session files do not keep it). ``points`` / ``labels`` / ``box`` /
-    ``candidate`` are the field names of :class:`sam_widget.io.PromptRecord`.
+    A step with empty prompts stands for a mask the refinement started from (brought in
+    with ``add_object`` or a file, or an object whose logits were derived from its mask);
+    ``mask`` then holds that ``(H, W)`` bool mask when known (in memory only; session files
+    keep the empty step, not the mask). ``points`` / ``labels`` / ``box`` / ``candidate`` are
+    the field names of :class:`sam_widget.io.PromptRecord`.
     """
 
-    prompts: Prompts
-    candidate: int = 0
-    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    mask: np.ndarray | None
+
+    def __new__(cls, prompts: Prompts, candidate: int | None = 0, mask: np.ndarray | None = None) -> "ChainStep":
+        step = super().__new__(cls, (prompts, candidate))
+        step.mask = mask
+        return step
+
+    def __getnewargs__(self) -> tuple:
+        return tuple(self)
+
+    @property
+    def prompts(self) -> Prompts:
+        return self[0]
+
+    @property
+    def candidate(self) -> int | None:
+        return self[1]
 
     @property
     def points(self) -> tuple[tuple[float, float], ...]:
-        return self.prompts.points
+        return self[0].points
 
     @property
     def labels(self) -> tuple[int, ...]:
-        return self.prompts.labels
+        return self[0].labels
 
     @property
     def box(self) -> tuple[float, float, float, float] | None:
-        return self.prompts.box
+        return self[0].box
 
     @property
     def imported(self) -> bool:
         """True for the start of a refinement of a mask brought in (no prompts)."""
-        return self.prompts.is_empty
+        return self[0].is_empty
 
 
 @dataclass(frozen=True)
@@ -141,12 +156,14 @@ class ObjectRecord:
     ``id``: its number on this image (1, 2, ...; never reused, the colour follows it);
     ``logits``: the committed candidate's low-resolution logits ``(1, h, w)`` float32, the
     ``mask_input`` for refining it (None: derived from the mask when needed).
-
-    Provenance (how to make the mask again, see :meth:`to_code`): ``candidate``, which of
-    the last answer's candidates was kept (None: not recorded); ``chain``, the earlier
-    refinement steps, oldest first (:class:`ChainStep`; each one's kept candidate's logits
-    were the next step's ``mask_input``); ``threshold``, the logit threshold the mask was cut
-    at (None: the model's, 0.0 for SAM).
+    ``candidate``: which of the model's answers to ``prompts`` was kept (None: unknown, or a
+    mask brought in); ``chain``: the earlier steps of its refinement, oldest first, as
+    ``(prompts, candidate)`` pairs -- each step was answered by the model and its chosen
+    candidate's logits were the ``mask_input`` of the next one (empty: ``prompts`` were
+    answered from the prompts alone; a first step with empty prompts: the refinement started
+    from a mask, see :class:`ChainStep`). Both go into the session file, so that a loaded
+    object's logits can be recomputed exactly. ``threshold``: the logit threshold the mask
+    was cut at (None: the model's, 0.0 for SAM). :meth:`to_code` turns them into code.
     """
 
     label: str
@@ -157,7 +174,7 @@ class ObjectRecord:
     id: int
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
     candidate: int | None = field(default=None, compare=False)
-    chain: tuple[ChainStep, ...] = field(default=(), repr=False, compare=False)
+    chain: tuple[tuple[Prompts, int | None], ...] = field(default=(), repr=False, compare=False)
     threshold: float | None = field(default=None, compare=False)
 
     @property
@@ -178,7 +195,7 @@ class ObjectRecord:
             {
                 "points": self.prompts.points, "labels": self.prompts.labels, "box": self.prompts.box,
                 "candidate": self.candidate,
-                "chain": [{"points": s.points, "labels": s.labels, "box": s.box, "candidate": s.candidate} for s in self.chain],
+                "chain": [{"points": p.points, "labels": p.labels, "box": p.box, "candidate": c} for p, c in self.chain],
             },
             f"object {self.id}",
         )
@@ -220,8 +237,11 @@ class Snapshot:
 
     ``selected``: the chosen candidate (None: the best-scoring one); ``editing``: the id of
     the object being refined (its prompts are the current prompts; committing replaces it),
-    or None. Transitions raise ``IndexError`` / ``ValueError`` for a missing object or a bad
-    label and return a new snapshot otherwise.
+    or None; ``proposals``: the "segment everything" proposals shown over the image and
+    which of them were accepted / rejected (a
+    :class:`sam_widget.session.everything.ProposalState`), or None. Transitions raise
+    ``IndexError`` / ``ValueError`` for a missing object or a bad label and return a new
+    snapshot otherwise.
     """
 
     prompts: Prompts = Prompts()
@@ -230,6 +250,7 @@ class Snapshot:
     objects: tuple[ObjectRecord, ...] = ()
     next_object_id: int = 1
     editing: int | None = None
+    proposals: Any = None
 
     @property
     def prediction(self) -> Any | None:
@@ -252,13 +273,20 @@ class Snapshot:
         return replace(self, selected=int(index))
 
     def commit(
-        self, mask: np.ndarray, score: float, label: str | None = None, logits: np.ndarray | None = None, **provenance: Any
+        self,
+        mask: np.ndarray,
+        score: float,
+        label: str | None = None,
+        logits: np.ndarray | None = None,
+        candidate: int | None = None,
+        chain: tuple[tuple[Prompts, int | None], ...] = (),
+        threshold: float | None = None,
     ) -> "Snapshot":
         """Keep ``mask`` ((H, W) bool, made read-only) as an object and clear the prompts.
 
         While editing, the edited object is replaced in place (same id, colour and, unless
         ``label`` is given, label); otherwise a new object "object N" is appended.
-        ``provenance``: ``candidate``, ``chain``, ``threshold`` of the new object (see
+        ``candidate`` / ``chain`` / ``threshold``: how the mask was made (see
         :class:`ObjectRecord`). Raises ``ValueError`` for an empty mask.
         """
         if not mask.any():
@@ -268,11 +296,17 @@ class Snapshot:
         i = self.editing_index
         if i is not None:
             old = self.objects[i]
-            new = replace(old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits, **provenance)
+            new = replace(
+                old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits,
+                candidate=candidate, chain=tuple(chain), threshold=threshold,
+            )
             objects, next_id = self.objects[:i] + (new,) + self.objects[i + 1 :], self.next_object_id
         else:
             n = self.next_object_id
-            new = ObjectRecord(label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits, **provenance)
+            new = ObjectRecord(
+                label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits, candidate, tuple(chain),
+                threshold,
+            )
             objects, next_id = self.objects + (new,), n + 1
         return replace(self, prompts=Prompts(), slot=None, selected=0, objects=objects, next_object_id=next_id, editing=None)
 
@@ -283,6 +317,16 @@ class Snapshot:
             mask.setflags(write=False)
             label = ((labels[k] if labels else None) or "").strip() or f"object {n}"
             objects.append(ObjectRecord(label, object_color(n - 1), mask, float("nan"), Prompts(), n))
+            n += 1
+        return replace(self, objects=tuple(objects), next_object_id=n)
+
+    def with_added(self, records: "list[ObjectRecord] | tuple[ObjectRecord, ...]") -> "Snapshot":
+        """Append objects made elsewhere (e.g. read from a COCO file), keeping their label, mask,
+        score, prompts and provenance; each gets the next id and that id's colour."""
+        objects, n = list(self.objects), self.next_object_id
+        for rec in records:
+            rec.mask.setflags(write=False)
+            objects.append(replace(rec, id=n, color=object_color(n - 1)))
             n += 1
         return replace(self, objects=tuple(objects), next_object_id=n)
 

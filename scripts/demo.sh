@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 bash scripts/setup.sh
 WORK=${SAM_WIDGET_WORKDIR:-$HOME/sam_widget_work}
-WORK=$("$ROOT/.venv/bin/python" - "$WORK" "$ROOT" notebooks/quickstart.ipynb notebooks/teaching.ipynb <<'PY'
+WORK=$("$ROOT/.venv/bin/python" - "$WORK" "$ROOT" notebooks/quickstart.ipynb notebooks/teaching.ipynb notebooks/analysis.ipynb <<'PY'
 import sys
 from sam_widget.demo import prepare_workdir
 

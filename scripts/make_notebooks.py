@@ -1,4 +1,4 @@
-"""Write notebooks/quickstart.ipynb and notebooks/teaching.ipynb (outputs empty).
+"""Write notebooks/quickstart.ipynb, notebooks/teaching.ipynb and notebooks/analysis.ipynb (outputs empty).
 
 Run: .venv/bin/python scripts/make_notebooks.py
 
@@ -32,6 +32,9 @@ click** (or shift+click) a negative one, **press–drag–release** draws a box.
 candidate masks on the right (keys 1/2/3), press **Enter** to keep it as an object, **Ctrl+Z**
 to undo. Press **?** for every shortcut.
 
+The widget holds a small set of three images: **◀ / ▶** in its toolbar (or the **← / →**
+keys) move between them, and each image keeps its own objects and undo history.
+
 The cell below uses the official SAM `vit_b` model when its checkpoint is on disk or can
 be downloaded (375 MB, once); otherwise it says so in one line and opens the offline demo:
 synthetic shapes with the small `tiny_shapes` model that ships with sam_widget.
@@ -41,7 +44,7 @@ from sam_widget import SamWidget
 from sam_widget.demo import demo_setup
 
 demo = demo_setup()                      # or demo_setup("tiny_shapes") for the offline demo
-w = SamWidget(demo.image, segmenter=demo.segmenter)
+w = SamWidget(demo.images, segmenter=demo.segmenter)   # a list of images (or a folder, or a glob)
 w
 """),
     md("""
@@ -100,6 +103,21 @@ if w.objects:
     print("masks:", w.masks.shape, " labels:", w.labels.shape, w.labels.dtype, "max", w.labels.max())
 else:
     print("No objects yet: press Enter (or Add) in the widget to keep the current mask, then run this cell again.")
+"""),
+    md("""
+## Every image keeps its own objects
+
+`w.results[i]` holds the objects of image `i` (with `.masks` and `.labels` like above).
+Move to the next image with ▶ (or →) and keep a few objects there too, then run this cell.
+
+To keep your work across kernel restarts: `w.save("work.json")` and, later,
+`SamWidget.load("work.json")`; or open the widget with `SamWidget(images, autosave="work.json")`
+and every object you keep is written to that file within a second (and restored when you
+run the cell again). `w.to_coco("ann.json")` exports COCO; see `analysis.ipynb`.
+"""),
+    code("""
+for r in w.results:
+    print(f"image {r.index + 1} of {len(w.results)} ({r.name}): {len(r.objects)} object(s)", [o.label for o in r.objects])
 """),
 ]
 
@@ -454,10 +472,129 @@ else:
 """),
 ]
 
+analysis = [
+    md("""
+# From clicks to a table: measuring objects over a set of images
+
+Segment objects on a few images, get **one row per object** (area, position, shape,
+intensity) as a pandas DataFrame, plot it, and export the masks as **COCO** — the format
+other annotation and training tools read — then read the file back.
+
+This notebook uses the offline `tiny_shapes` model on three synthetic scenes, so it runs
+anywhere. With your own images: `SamWidget(["a.jpg", "b.jpg"], model="vit_b")`, or a folder.
+"""),
+    code("""
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sam_widget import SamWidget
+from sam_widget.data import shapes_scene
+
+scenes = [shapes_scene(seed, size=(384, 512)) for seed in (7, 8, 9)]
+images = [scene.image for scene in scenes]
+w = SamWidget(images, model="tiny_shapes")
+w
+"""),
+    md("""
+## 1. Segment and label
+
+On each image: click an object, type its label into the box on the right (for example
+`ellipse`, `rectangle`, `ring`), press **Enter** to keep it. **▶** (or →) goes to the next
+image. Then run the cells below. Nothing is clicked for you: if you ran everything at once,
+the cells below say what to do.
+"""),
+    code("""
+# Scripted runs only (the tests set SAM_WIDGET_AUTOCLICK=1): click and label what a person would.
+if os.environ.get("SAM_WIDGET_AUTOCLICK") == "1" and not any(r.objects for r in w.results):
+    from scipy import ndimage
+
+    for i, scene in enumerate(scenes):
+        w.goto(i)
+        for mask, kind in zip(scene.masks, scene.kinds):
+            if mask.sum() < 600:  # hardly visible behind other shapes
+                continue
+            depth = ndimage.distance_transform_edt(mask)
+            y, x = np.unravel_index(depth.argmax(), depth.shape)   # the point deepest inside the shape
+            w.add_point(int(x), int(y))
+            w.commit(kind)
+    w.goto(0)
+
+n = sum(len(r.objects) for r in w.results)
+if n:
+    print(f"{n} objects on {len(w.images)} images:", [len(r.objects) for r in w.results])
+else:
+    print("No objects yet: click objects in the widget above (Enter keeps each), then run this cell again.")
+"""),
+    md("""
+## 2. One row per object
+
+`w.measurements()` measures every object of every image with scikit-image's
+`regionprops_table`: area, bounding box (XYXY), centroid (x = column, y = row), perimeter,
+equivalent diameter, eccentricity, solidity, the mean intensity of each colour channel, and
+the model's predicted IoU. `pixel_size=` adds physical units (here: 0.5 µm per pixel).
+"""),
+    code("""
+df = w.measurements(pixel_size=0.5, unit="um")
+if len(df):
+    columns = ["image", "label", "area_px", "area_um2", "centroid_x", "centroid_y", "eccentricity", "solidity", "mean_r", "score"]
+    print(df[columns].round(2).to_string(index=False))
+else:
+    print("(the table appears here once there are objects)")
+"""),
+    code("""
+if len(df):
+    per_label = df.groupby("label")["area_um2"]
+    print(per_label.agg(["count", "mean", "min", "max"]).round(1).to_string())
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = sorted(per_label.groups)
+    ax.boxplot([per_label.get_group(lab) for lab in labels])
+    for k, lab in enumerate(labels, start=1):
+        ax.scatter(np.full(len(per_label.get_group(lab)), k), per_label.get_group(lab), s=18, alpha=0.7)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    ax.set_ylabel("area (µm²)")
+    ax.set_title("area per label")
+    plt.show()
+else:
+    print("(the plot appears here once there are objects)")
+"""),
+    md("""
+## 3. Export to COCO and read it back
+
+`w.to_coco(path)` writes one COCO instances file for all images: masks as compressed RLE
+(exact; `polygons=True` for polygons), `bbox` in COCO's XYWH, one category per label, the
+predicted IoU as `score` and the prompts in a `sam_widget` field. pycocotools, the reference
+reader, gives the masks back; `SamWidget.from_coco` opens the file again as editable
+objects (the images were given in memory, so they are passed again).
+"""),
+    code("""
+if len(df):
+    out = Path("analysis_out")
+    out.mkdir(exist_ok=True)
+    w.to_coco(out / "annotations.json")
+    df.to_csv(out / "measurements.csv", index=False)
+
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "annotations.json"))
+    ours = [o.mask for r in w.results for o in r.objects]
+    same = all(np.array_equal(coco.annToMask(coco.anns[k + 1]).astype(bool), m) for k, m in enumerate(ours))
+    print(f"{out / 'annotations.json'}: {len(coco.imgs)} images, {len(coco.anns)} annotations, "
+          f"categories {[c['name'] for c in coco.loadCats(coco.getCatIds())]}; masks identical: {same}")
+    again = SamWidget.from_coco(out / "annotations.json", images=images, model="tiny_shapes")
+    print("read back:", [len(r.objects) for r in again.results], "objects per image")
+    display(again)                        # editable again: Alt + click on an object refines it
+else:
+    print("(the export happens here once there are objects)")
+"""),
+]
+
+
 def build() -> dict:
     """The notebooks as nbformat objects, with stable cell ids (the same on every run)."""
     out = {}
-    for name, cells in [("quickstart", quickstart), ("teaching", teaching)]:
+    for name, cells in [("quickstart", quickstart), ("teaching", teaching), ("analysis", analysis)]:
         for i, cell in enumerate(cells):
             cell["id"] = f"{name}-{i}"
         out[name] = new_notebook(

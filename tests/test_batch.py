@@ -362,3 +362,109 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, words):
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err
+
+
+# ------------------------------------------------------------------ everything: proposals for a folder
+AMG = dict(points_per_side=8, pred_iou_thresh=0.6, stability_score_thresh=0.8)
+
+
+def _scenes(folder: Path, n: int) -> list[Path]:
+    from sam_widget.data import shapes_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img, _ = shapes_image(40 + i, size=(192, 256))
+        out.append(folder / f"scene{i}.png")
+        Image.fromarray(img).save(out[-1])
+    return out
+
+
+def test_everything_for_a_folder_equals_segment_everything_image_by_image(tmp_path, client):
+    from pycocotools.coco import COCO
+
+    paths = _scenes(tmp_path / "imgs", 3)
+    out = tmp_path / "props.json"
+    rep = batch.everything(tmp_path / "imgs", model="tiny_shapes", output=out, client=client, progress=False, **AMG)
+    assert [r.status for r in rep.results] == ["done"] * 3
+    coco = COCO(str(out))
+    seg = Segmenter.from_pretrained("tiny_shapes")
+    total = 0
+    for im in coco.dataset["images"]:
+        seg.set_image(tmp_path / "imgs" / im["file_name"])
+        props = seg.segment_everything(progress=False, **AMG)
+        anns = coco.imgToAnns[im["id"]]
+        assert len(anns) == len(props) > 0
+        for ann, p in zip(anns, props):  # same order (by predicted IoU), same pixels, same numbers
+            assert np.array_equal(coco.annToMask(ann).astype(bool), p.mask)
+            assert ann["score"] == pytest.approx(float(p.score))
+            assert ann["sam_widget"]["stability"] == pytest.approx(float(p.stability))
+        total += len(anns)
+    assert total == len(coco.dataset["annotations"])
+    again = batch.everything(tmp_path / "imgs", model="tiny_shapes", output=out, client=client, progress=False, **AMG)
+    assert again.count("skipped") == 3  # resumable: nothing recomputed
+    other = batch.everything(tmp_path / "imgs", model="tiny_shapes", output=out, client=client, progress=False,
+                             **{**AMG, "points_per_side": 6})
+    assert other.count("done") == 3  # another parameter, another result
+
+
+def test_everything_reports_a_bad_parameter_per_image_and_exits_1_on_the_command_line(tmp_path, capsys):
+    from sam_widget.cli import main
+
+    _scenes(tmp_path / "imgs", 1)
+    rep = batch.everything(tmp_path / "imgs", model="tiny_shapes", scheduler="sync", progress=False, points_per_side=0)
+    (bad,) = rep.failed
+    assert "points_per_side" in bad.error
+    rc = main(["batch", "everything", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--coco", str(tmp_path / "p.json"),
+               "--points-per-side", "6", "--pred-iou-thresh", "0.6", "--stability-score-thresh", "0.8",
+               "--scheduler", "sync", "--quiet"])
+    assert rc == 0 and "1 done" in capsys.readouterr().out
+    from pycocotools.coco import COCO
+
+    assert len(COCO(str(tmp_path / "p.json")).dataset["annotations"]) > 0
+
+
+def test_a_folder_precomputed_on_the_cluster_opens_in_the_widget_with_no_encoder_call(tmp_path, client):
+    from sam_widget import SamWidget
+
+    _scenes(tmp_path / "imgs", 3)
+    emb = tmp_path / "emb"
+    batch.precompute(tmp_path / "imgs", model="tiny_shapes", cache_dir=emb, client=client, progress=False)
+    w = SamWidget(str(tmp_path / "imgs"), model="tiny_shapes", cache_dir=str(emb))
+    try:
+        w.wait_ready(60)
+        for _ in range(3):
+            w.add_point(100, 100)
+            w.next()
+            w.wait_ready(60)
+        stats = w.segmenter.stats
+        assert stats["encoder_calls"] == 0 and stats["disk_hits"] == 3
+    finally:
+        w.close()
+
+
+def test_a_local_cluster_shares_the_cores_out_among_its_workers(tmp_path, monkeypatch):
+    from sam_widget.batch import _threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert _threads(None, None, None, 2) == 4 and _threads(None, None, None, 8) == 1
+    assert _threads(3, None, None, 2) == 3  # as given
+    assert _threads(None, object(), None, None) is None and _threads(None, None, "sync", None) is None
+    with pytest.raises(ValueError, match="threads"):
+        _threads(0, None, None, None)
+
+
+def test_workers_run_torch_with_the_threads_asked_for(tmp_path, client):
+    _write_images(tmp_path / "imgs", 4)
+    spec_model = functools.partial(random_sam, TINY_TEST_CONFIG, seed=1)  # a model no earlier test loaded
+    batch.precompute(tmp_path / "imgs", model=spec_model, cache_dir=tmp_path / "t", client=client, threads=2, progress=False)
+
+    key = ModelSpec(spec_model, cache_dir=os.fspath((tmp_path / "t").resolve())).key
+
+    def threads_where_loaded():
+        from sam_widget.batch.spec import loaded_models
+
+        return __import__("torch").get_num_threads() if key in loaded_models() else None
+
+    seen = {v for v in client.run(threads_where_loaded).values() if v is not None}
+    assert seen == {2}

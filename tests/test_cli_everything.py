@@ -165,3 +165,39 @@ def test_subprocess_python_m(scene, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "proposals ->" in proc.stdout
     assert (tmp_path / "labels.png").stat().st_mode & 0o044  # readable by others (umask), not 0600
+
+
+def test_coco_output_is_read_back_by_pycocotools(shapes_sam, scene, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    import sam_widget.io as sio
+
+    path, image = scene
+    target = tmp_path / "proposals.json"
+    code, out, err = run(["everything", "--image_path", str(path), "--output", str(tmp_path / "o"), "--coco", str(target), "--no-progress", *FLAGS], capsys)
+    assert code == 0, err
+    assert str(target) in out
+    seg = Segmenter(shapes_sam)
+    seg.set_image(image)
+    props = seg.segment_everything(progress=False, **PARAMS)
+    coco = COCO(str(target))
+    assert coco.imgs[1]["file_name"] == "scene.png" and (coco.imgs[1]["height"], coco.imgs[1]["width"]) == image.shape[:2]
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
+    assert [a["id"] for a in anns] == list(range(1, len(props) + 1)) and len(props) >= 3
+    labels = np.asarray(Image.open(tmp_path / "o" / "labels.png")).astype(np.int64)
+    for a, p in zip(anns, props):
+        assert np.array_equal(coco.annToMask(a).astype(bool), p.mask)
+        assert a["score"] == pytest.approx(p.score, abs=1e-6) and a["area"] == p.area and tuple(a["bbox"]) == p.bbox
+        assert a["sam_widget"]["stability"] == pytest.approx(p.stability, abs=1e-6)
+        assert a["sam_widget"]["point"] == pytest.approx(list(p.point))
+        assert p.mask[labels == a["id"]].all()  # annotation id i + 1 is label i + 1 of labels.png
+    back = sio.read_coco(target)  # sam_widget's own reader: the grid point is the prompt
+    assert [o.prompts.points for o in back.images[0].objects] == [(p.point,) for p in props]
+    assert sorted(os.listdir(tmp_path)) == ["o", "proposals.json", "scene.png"]  # no temporary file left
+
+
+def test_a_coco_path_in_a_missing_folder_exits_2_before_any_work(scene, tmp_path, capsys):
+    path, _ = scene
+    code, _, err = run(["everything", "--image_path", str(path), "--output", str(tmp_path / "o"), "--coco", str(tmp_path / "no" / "x.json"), *FLAGS], capsys)
+    assert code == 2 and "--coco file" in err and "does not exist" in err
+    assert not (tmp_path / "o").exists()

@@ -51,7 +51,8 @@ def digest(path: Path) -> str:
 @pytest.fixture
 def demo(tmp_path: Path):
     repo = tmp_path / "repo"
-    for rel in ("scripts/demo.sh", "scripts/setup.sh", "pyproject.toml", "notebooks/quickstart.ipynb", "notebooks/teaching.ipynb"):
+    for rel in ("scripts/demo.sh", "scripts/setup.sh", "pyproject.toml", "notebooks/quickstart.ipynb", "notebooks/teaching.ipynb",
+                "notebooks/analysis.ipynb"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, repo / rel)
     (repo / ".venv" / "bin").mkdir(parents=True)
@@ -96,7 +97,7 @@ def test_demo_opens_a_fresh_copy_outside_the_repo_in_a_clean_jupyterlab(demo):
     assert "--no-browser" in s["args"]  # extra arguments reach jupyter lab
     assert ("--allow-root" in s["args"]) == (os.geteuid() == 0)  # JupyterLab refuses root without it
     assert s["workspaces"] == str(work / ".jupyter" / "workspaces")
-    for name in ("quickstart.ipynb", "teaching.ipynb"):
+    for name in ("quickstart.ipynb", "teaching.ipynb", "analysis.ipynb"):
         copy = nb(work / name)
         src = nb(repo / "notebooks" / name)
         assert [c["source"] for c in copy["cells"]] == [c["source"] for c in src["cells"]]

@@ -436,6 +436,34 @@ def test_set_image_during_a_run_does_not_change_what_it_segments(tiny_sam):
     assert [p.score for p in props] == [p.score for p in reference]
 
 
+def test_prepare_sets_the_image_to_segment_as_one_step_with_the_snapshot(tiny_sam):
+    seg = Segmenter(tiny_sam)
+    image, other = make_sample_rgb(), make_image(90, 120, seed=5)
+    seg.set_image(other)
+    seen = []
+
+    def prepare(s):
+        seen.append(s is seg)
+        s.set_image(image)
+
+    props = seg.segment_everything(prepare=prepare, progress=False, **RANDOM_PARAMS)
+    assert seen == [True] and props.image_size == (180, 240)
+    reference = ours(tiny_sam, image, False, **RANDOM_PARAMS)
+    assert [p.score for p in props] == [p.score for p in reference]
+    with pytest.raises(TypeError, match="prepare"):
+        seg.segment_everything(prepare=3)
+
+
+def test_a_whole_image_proposals_logits_refine_it_like_a_prediction(shapes_sam):
+    image, _ = shapes_image(1)
+    seg = Segmenter(shapes_sam)
+    seg.set_image(image)
+    p = seg.segment_everything(progress=False, points_per_side=8, pred_iou_thresh=0.6, stability_score_thresh=0.8)[0]
+    assert p.logits.shape == seg.low_res_size and p.logits.dtype == np.float32 and p.logits is not p.logits
+    again = seg.predict(points=[p.point], labels=[1], mask_input=p.logits[None], multimask=False)
+    assert again.masks.shape == (1, *image.shape[:2])
+
+
 # ------------------------------------------------------------------ bad input
 BAD = [
     (dict(points_per_side=0), "points_per_side"),

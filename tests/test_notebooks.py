@@ -19,8 +19,10 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TINY_WEIGHTS = Path(__file__).resolve().parent.parent / "sam_widget" / "weights" / "tiny_shapes.pt"
 
 
-def execute(name: str, monkeypatch: pytest.MonkeyPatch, model: str | None, autoclick: bool = True, extra: list[str] = ()):
-    """Run notebook ``name`` (plus ``extra`` code cells at the end) in a fresh kernel; return it."""
+def execute(name: str, monkeypatch: pytest.MonkeyPatch, model: str | None, autoclick: bool = True, extra: list[str] = (),
+            cwd: Path | None = None, backend: str = "agg"):
+    """Run notebook ``name`` (plus ``extra`` code cells at the end) in a fresh kernel (in ``cwd``,
+    default the notebooks folder); return it."""
     if model is None:
         monkeypatch.delenv("SAM_WIDGET_MODEL", raising=False)
     else:
@@ -29,10 +31,10 @@ def execute(name: str, monkeypatch: pytest.MonkeyPatch, model: str | None, autoc
         monkeypatch.setenv("SAM_WIDGET_AUTOCLICK", "1")
     else:
         monkeypatch.delenv("SAM_WIDGET_AUTOCLICK", raising=False)
-    monkeypatch.setenv("MPLBACKEND", "agg")
+    monkeypatch.setenv("MPLBACKEND", backend)
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     nb.cells += [nbformat.v4.new_code_cell(src) for src in extra]
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd or NOTEBOOKS)}}).execute()
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.get("output_type") != "error", f"{name}: {out.get('ename')}: {out.get('evalue')}"
@@ -54,6 +56,9 @@ def test_quickstart_runs_and_the_mask_reaches_the_next_cell(monkeypatch):
     assert area > 0
     assert "masks: (1, 480, 640)" in out  # one committed object, full sample-image size
     assert re.search(r"bounding box \(x0, y0, x1, y1\): \(\d+, \d+, \d+, \d+\)", out)
+    # a small set of images, each with its own objects
+    assert "image 1 of 3 (image 1): 1 object(s) ['first object']" in out
+    assert "image 2 of 3 (image 2): 0 object(s) []" in out
 
 
 def test_teaching_runs_with_a_random_tiny_model(monkeypatch):
@@ -111,6 +116,7 @@ def test_run_all_in_the_quickstart_waits_for_the_user(monkeypatch):
     assert "STATE 0 None 0 0" in out  # no prompt, no object, empty mask
     assert "No mask yet: click on an object in the widget above" in out
     assert "No objects yet: press Enter" in out
+    assert "image 1 of 3 (image 1): 0 object(s) []" in out
     assert "area:" not in out
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
                and "application/vnd.jupyter.widget-view+json" not in o["data"]]  # the widget's own picture aside
@@ -144,7 +150,7 @@ def test_offline_quickstart_explains_itself_in_one_line(monkeypatch, tmp_path):
 def test_the_tracked_notebooks_are_the_generated_ones_without_outputs_or_widget_state():
     """What scripts/make_notebooks.py writes, byte for byte in content: nothing from a session."""
     built = runpy.run_path(str(NOTEBOOKS.parent / "scripts" / "make_notebooks.py"))["build"]()
-    assert set(built) == {"quickstart", "teaching"}
+    assert set(built) == {"quickstart", "teaching", "analysis"}
     for name, nb in built.items():
         tracked = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
         assert tracked == json.loads(nbformat.writes(nb)), f"{name}.ipynb: run scripts/make_notebooks.py"
@@ -152,3 +158,43 @@ def test_the_tracked_notebooks_are_the_generated_ones_without_outputs_or_widget_
         for cell in tracked["cells"]:
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+INLINE = "module://matplotlib_inline.backend_inline"  # figures become image/png outputs, as in a browser
+
+
+def _figures(nb) -> list:
+    return [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+            and "application/vnd.jupyter.widget-view+json" not in o["data"]]  # the widgets' own pictures aside
+
+
+@pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="tiny_shapes weights not built yet")
+def test_analysis_measures_plots_and_exports_what_was_segmented(monkeypatch, tmp_path):
+    """Scripted clicks on three scenes -> one row per object -> a plot -> COCO, read back by pycocotools."""
+    import pandas as pd
+    from pycocotools.coco import COCO
+
+    nb = execute("analysis", monkeypatch, None, cwd=tmp_path, backend=INLINE)
+    out = "\n".join(cell_text(c) for c in nb.cells)
+    counts = json.loads(re.search(r"(\d+) objects on 3 images: (\[[\d, ]+\])", out).group(2))
+    assert len(counts) == 3 and all(k >= 2 for k in counts)
+    assert f"read back: {counts} objects per image" in out
+    assert "masks identical: True" in out
+    assert len(_figures(nb)) == 1  # the plot of area per label
+    assert re.search(r"count +mean +min +max\nlabel", out)
+    df = pd.read_csv(tmp_path / "analysis_out" / "measurements.csv")
+    coco = COCO(str(tmp_path / "analysis_out" / "annotations.json"))
+    assert len(df) == sum(counts) == len(coco.anns)
+    assert list(df["area_px"]) == [coco.anns[k]["area"] for k in sorted(coco.anns)]  # two readers agree
+    assert (df["area_um2"] == df["area_px"] * 0.25).all()
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    assert list(df["label"]) == [names[coco.anns[k]["category_id"]] for k in sorted(coco.anns)]
+    assert set(df["label"]) <= {"ellipse", "rectangle", "polygon", "ring", "blob"}
+
+
+def test_run_all_in_the_analysis_notebook_waits_for_the_user(monkeypatch, tmp_path):
+    nb = execute("analysis", monkeypatch, None, autoclick=False, cwd=tmp_path, backend=INLINE)
+    out = "\n".join(cell_text(c) for c in nb.cells)
+    assert "No objects yet: click objects in the widget above" in out
+    assert "(the table appears here once there are objects)" in out
+    assert _figures(nb) == [] and not (tmp_path / "analysis_out").exists()

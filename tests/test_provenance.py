@@ -236,14 +236,17 @@ def test_obj_to_code_replays_one_object_on_a_predictor(sessions, tiny_sam):
 
 # ============================================================================ the session file
 def test_a_session_file_carries_enough_to_write_the_code_again(sessions, tmp_path):
-    """What a session file keeps (prompts with candidate and chain, the threshold, the model)
-    gives the same predict calls, and they reproduce the masks bit for bit."""
+    """What save() keeps (prompts with candidate and chain, the threshold, exact mode) gives
+    the same predict calls -- from the file alone, and from the session loaded from it -- and
+    they reproduce the masks bit for bit in a new process."""
     import sam_widget.io as sio
     from sam_widget.engine.models import TINY_TEST_CONFIG, random_sam
+    from sam_widget.state import ObjectRecord, Prompts, provenance_from_record
 
     path = tmp_path / "scene.png"
     Image.fromarray(IMAGE).save(path)
-    s = sessions(str(path), Segmenter(random_sam(TINY_TEST_CONFIG, seed=0), exact=True))
+    sam = random_sam(TINY_TEST_CONFIG, seed=0)
+    s = sessions(str(path), Segmenter(sam, exact=True))
     s.add_point(120, 70)
     s.select(1)
     s.add_point(30, 40, label=0)
@@ -260,40 +263,40 @@ def test_a_session_file_carries_enough_to_write_the_code_again(sessions, tmp_pat
     s.add_point(80, 60)
     s.commit()
 
-    r = s.results[0]
-    objects = [
-        {"id": o.id, "label": o.label, "color": o.color, "mask": o.mask, "score": None if np.isnan(o.score) else o.score,
-         "prompts": o.prompt_record, "extra": o.extra}
-        for o in r.objects
-    ]
-    file = tmp_path / "work.json"
-    sio.write_session(file, [{"file_name": r.name, "path": r.path, "height": r.image_hw[0], "width": r.image_hw[1],
-                              "objects": objects, "next_object_id": r.next_object_id}], model=s.model_info())
+    file = s.save(tmp_path / "work.json")
     data = sio.read_session(file)
     stored = data.images[0].objects
     assert stored[0].prompts.candidate == 0 and [c.candidate for c in stored[0].prompts.chain] == [1]
     assert stored[1].extra == {"threshold": s.objects[1].threshold}
     assert stored[2].prompts.chain[0].is_empty  # the refinement started from a mask
     assert data.model["exact"] is True
-
-    # what a loader does with it: ObjectRecords with the same provenance, hence the same code
-    from sam_widget.state import ObjectRecord, Prompts, provenance_from_record
-
-    for o, st in zip(s.objects, stored):
+    for o, st in zip(s.objects, stored):  # hand-written files: the same entries read back the same way
         p = st.prompts or Prompts()
         back = ObjectRecord(st.label, st.color, st.mask, o.score, Prompts(p.points, p.labels, p.box), st.id,
                             **provenance_from_record(st.prompts, st.extra))
         assert back.prompt_record == o.prompt_record and back.extra == o.extra and back.candidate == o.candidate
 
     from_file = session_file_code(file)
+    loaded = sessions_load(file, Segmenter(sam, exact=True))
+    try:
+        from_loaded = loaded.to_code()
+    finally:
+        loaded.close()
+    calls = lambda c: c.split("# ---- object 1")[1]  # noqa: E731 - the predict calls and checks
     live = s.to_code()
-    body = lambda c: c.split("reproduced = {}")[1].split("# ---- object 1")[1]  # noqa: E731 - the predict calls
-    assert body(from_file).split("# ---- object 3")[0] == body(live).split("# ---- object 3")[0]
+    assert calls(from_loaded) == calls(from_file)
+    assert calls(from_file).split("# ---- object 3")[0] == calls(live).split("# ---- object 3")[0]
     assert "PLACEHOLDER: that mask is not in the session file" in from_file  # files do not keep the start mask
     np.save(tmp_path / "start.npy", blob)
     done = run_cell(from_file, tmp_path, RANDOM_MODEL + "import numpy as np\nsam_start_mask_3 = np.load('start.npy')\n")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 mask(s) reproduced, bit for bit" in done.stdout
+
+
+def sessions_load(file, segmenter) -> Session:
+    s = Session.load(file, segmenter=segmenter)
+    s.wait_ready(60)
+    return s
 
 
 # ============================================================================ an official-size checkpoint

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_widget.render import Overlay
+from sam_widget.render import DEFAULT_OPACITY, OUTLINE_DARK, OUTLINE_LIGHT, Overlay, line_color, objects_overlay
 from sam_widget.render_static import BOX, CURRENT_COLOR, NEGATIVE, POSITIVE, composite, compose_snapshot, png_bytes
 
 GRAY = (100, 100, 100)
@@ -39,12 +39,15 @@ def test_no_objects_no_mask_is_the_image_itself():
     assert np.array_equal(out, np.asarray(Image.fromarray(img).resize((28, 20), Image.Resampling.BOX)))
 
 
-def test_an_object_is_a_translucent_fill_with_an_opaque_outline():
+def test_an_object_is_a_translucent_fill_inside_a_dark_and_a_light_line():
     colour = (200, 50, 0)
     out = compose_snapshot(gray(), [square()], [colour])
-    assert out[20, 30].tolist() == list(blend(colour, round(0.35 * 255), GRAY))  # inside
-    assert out[10, 30].tolist() == list(blend(colour, 230, GRAY))  # top edge: the outline
-    assert out[29, 44].tolist() == list(blend(colour, 230, GRAY))  # bottom-right corner
+    fill = round(DEFAULT_OPACITY * 255)
+    assert out[20, 30].tolist() == list(blend(colour, fill, GRAY))  # inside
+    assert out[10, 30].tolist() == list(OUTLINE_DARK)  # top edge: the dark line, opaque
+    assert out[29, 44].tolist() == list(OUTLINE_DARK)  # bottom-right corner
+    assert out[11, 30].tolist() == out[12, 30].tolist() == list(line_color(colour))  # 2 px of light colour
+    assert out[13, 30].tolist() == list(blend(colour, fill, GRAY))
     outside = ~square()
     assert (out[outside] == GRAY).all()
 
@@ -52,21 +55,38 @@ def test_an_object_is_a_translucent_fill_with_an_opaque_outline():
 def test_the_current_mask_lies_over_the_objects_and_later_objects_over_earlier_ones():
     a, b = square(x0=5, x1=30), square(x0=20, x1=50)
     ca, cb = (255, 0, 0), (0, 255, 0)
-    cur = square(y0=15, y1=25, x0=25, x1=35)
+    cur = square(y0=16, y1=26, x0=24, x1=36)
     out = compose_snapshot(gray(), [a, b], [ca, cb], cur)
-    fill_obj = round(0.35 * 255)
-    assert out[20, 10].tolist() == list(blend(ca, fill_obj, GRAY))  # only a
-    assert out[20, 22].tolist() == list(blend(cb, fill_obj, GRAY))  # a and b: b on top (replaces a in its layer)
-    inner = blend(cb, fill_obj, GRAY)
-    assert out[20, 30].tolist() == list(blend(CURRENT_COLOR, round(0.45 * 255), inner))  # current over b
-    assert out[15, 30].tolist() == list(blend(CURRENT_COLOR, 255, inner))  # the current mask's outline is opaque
-    assert out[15, 30].tolist() == list(CURRENT_COLOR)
+    fill = round(DEFAULT_OPACITY * 255)
+    assert out[20, 10].tolist() == list(blend(ca, fill, GRAY))  # only a
+    assert out[20, 23].tolist() == list(blend(cb, fill, GRAY))  # a and b: b on top (replaces a in its layer)
+    inner = blend(cb, fill, GRAY)
+    assert out[21, 30].tolist() == list(blend(CURRENT_COLOR, fill, inner))  # current over b
+    assert out[16, 30].tolist() == list(OUTLINE_DARK)  # the current mask's lines are opaque: dark ...
+    assert out[17, 30].tolist() == out[18, 30].tolist() == list(OUTLINE_LIGHT)  # ... and 2 px of white
+
+
+def test_the_highlight_is_drawn_as_objects_overlay_draws_it():
+    a, b = square(x0=5, x1=30), square(x0=20, x1=50)
+    out = compose_snapshot(gray(), [a, b], [(255, 0, 0), (0, 255, 0)], highlight=0)
+    ov = objects_overlay([a, b], [(255, 0, 0), (0, 255, 0)], alpha=DEFAULT_OPACITY, highlight=0)
+    assert np.array_equal(out, composite(gray(), [ov]))
+    # a's outline runs over b: black, 2 px white, 2 px light red, from its right edge (x = 29) in
+    assert [out[20, x].tolist() for x in (29, 28, 27, 26, 25)] == [list(OUTLINE_DARK)] + [list(OUTLINE_LIGHT)] * 2 + [
+        list(line_color((255, 0, 0)))] * 2
+    with pytest.raises(ValueError, match="highlight"):
+        compose_snapshot(gray(), [a], [(1, 2, 3)], highlight=1)
+    with pytest.raises(TypeError, match="highlight"):
+        compose_snapshot(gray(), [a], [(1, 2, 3)], highlight="0")
 
 
 def test_opacity_and_current_colour_can_be_chosen():
-    out = compose_snapshot(gray(), current=square(), current_color=(0, 0, 0), current_alpha=0.0)
-    assert out[20, 30].tolist() == list(GRAY)
-    assert out[10, 30].tolist() == [0, 0, 0]
+    out = compose_snapshot(gray(), current=square(), current_color=(0, 0, 255), current_alpha=0.0)
+    assert out[20, 30].tolist() == list(GRAY)  # no fill: the outline alone
+    assert out[10, 30].tolist() == list(OUTLINE_DARK) and out[11, 30].tolist() == list(OUTLINE_LIGHT)
+    out = compose_snapshot(gray(), [square()], [(255, 0, 0)], current=square(), current_color=(0, 0, 255),
+                           current_alpha=1.0, object_alpha=0.0)
+    assert out[20, 30].tolist() == [0, 0, 255]
 
 
 def test_prompt_markers_and_box_in_image_pixels_scaled_to_the_picture():

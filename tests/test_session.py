@@ -529,3 +529,22 @@ def test_a_single_image_file_keeps_its_path_and_name(sessions, tiny_sam, tmp_pat
     t = sessions(arr, segmenter=Segmenter(tiny_sam))
     arr[:] = 0  # the caller's array is copied for a single image, as always
     assert np.array_equal(t.image, A) and t.images.path(0) is None and t.name == "image 1"
+
+
+def test_a_script_that_exits_while_the_background_threads_work_ends_cleanly(tmp_path):
+    """Python used to abort ("terminate called without an active exception", exit 134) about one
+    run in four when a script ended while the prefetch thread was inside torch."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "s.py"
+    script.write_text(
+        "from sam_widget.session import Session\n"
+        "from sam_widget.data import shapes_image\n"
+        "s = Session([shapes_image(i, size=(600, 800))[0] for i in range(4)], model='tiny_shapes')\n"
+        "s.wait_ready(60)\n"
+        "s.next()  # the neighbours' prefetch is in flight when the script ends\n"
+    )
+    for _ in range(4):
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "terminate" not in r.stderr, (r.returncode, r.stderr[-500:])

@@ -30,7 +30,7 @@ from conftest import make_image
 from sam_widget import SamWidget, Segmenter
 from sam_widget.render import fit_size, resize_mask, resize_rgb
 from sam_widget.state import object_color
-from sam_widget.ui.widget import _CURRENT_COLOR, _PREVIEW_COLOR
+from sam_widget.ui.widget import _PREVIEW_COLOR
 from sam_widget.testing import (
     CURRENT,
     IMAGE,
@@ -45,6 +45,8 @@ from sam_widget.testing import (
     prompt_layer,
 )
 from widget_driver import SlowSegmenter, blob_sam
+import mask_look as look
+from sam_widget.render import OUTLINE_DARK
 
 ZOOM = 1.37  # the page shows the canvas 1.37x its pixel size (browser zoom): CSS px != canvas px
 SMALL = make_image(333, 517, seed=1)  # shown at 200 px: 129 x 200
@@ -463,10 +465,10 @@ def test_a_mask_update_sends_a_cropped_png_patch_that_shows_the_mask(make_widget
     # nothing else was repainted
     assert layer_commands(w, comm, IMAGE, mark) == [] and layer_commands(w, comm, OBJECTS, mark) == []
 
-    # what the page shows: exactly the mask, in the current-mask colour
+    # what the page shows: exactly the mask, filled in the current-mask colour inside a black and white outline
     shown = shown_layer(w, comm, CURRENT)
     assert np.array_equal(shown.covered, disp)
-    assert (shown.rgba[disp][:, :3] == _CURRENT_COLOR).all()
+    look.assert_current_look(shown, disp)
     # ... which is the full-resolution mask seen at display size
     small = resize_mask(w.mask, (dh, dw))
     assert (small & disp).sum() / (small | disp).sum() > 0.9
@@ -516,8 +518,8 @@ def test_objects_layer_shows_objects_in_their_colours_and_is_not_resent_by_promp
     da, db = resize_mask(a.mask, (dh, dw)), resize_mask(b.mask, (dh, dw))
     shown = shown_layer(w, comm, OBJECTS)
     assert np.array_equal(shown.covered, da | db)
-    assert (shown.rgba[db][:, :3] == b.color).all()
-    assert (shown.rgba[da & ~db][:, :3] == a.color).all()
+    assert (shown.rgba[look.fill(db)][:, :3] == b.color).all() and (shown.rgba[look.edge(db)][:, :3] == OUTLINE_DARK).all()
+    assert (shown.rgba[look.fill(da) & ~db][:, :3] == a.color).all()
     # the arrays say the same: label image with the later object on top
     expected_labels = np.zeros((H, W), np.int32)
     expected_labels[a.mask] = 1
@@ -547,7 +549,7 @@ def test_objects_layer_shows_objects_in_their_colours_and_is_not_resent_by_promp
     ui.key("z", ctrl=True)  # commit 2
     assert len(w.objects) == 1
     shown = shown_layer(w, comm, OBJECTS)
-    assert np.array_equal(shown.covered, da) and (shown.rgba[da][:, :3] == a.color).all()
+    assert np.array_equal(shown.covered, da) and (shown.rgba[look.fill(da)][:, :3] == a.color).all()
 
 
 def test_undo_covers_renames_and_deletes_and_restores_the_exact_masks(make_widget, tiny_sam):
@@ -704,7 +706,8 @@ def test_hover_previews_are_coalesced_and_follow_the_pointer(make_widget, comm):
     r = ref.predict(points=[last], labels=[1])
     shown = shown_layer(w, comm, CURRENT)
     assert np.array_equal(shown.covered, r.mask_at_size(r.best, w._display_hw))
-    assert (shown.rgba[shown.covered][:, :3] == _PREVIEW_COLOR).all()
+    assert (shown.rgba[look.fill(shown.covered)][:, :3] == _PREVIEW_COLOR).all()
+    assert (shown.rgba[look.inner_line(shown.covered)][:, :3] == _PREVIEW_COLOR).all()  # no white line: not a mask yet
     # a preview is not a prompt nor a mask
     assert w.prompts.is_empty and not w.mask.any() and w.value == v0 and seen == []
 
@@ -720,7 +723,7 @@ def test_hover_previews_are_coalesced_and_follow_the_pointer(make_widget, comm):
     pred = assert_mask_is_reference(w, ref)
     shown = shown_layer(w, comm, CURRENT)
     assert np.array_equal(shown.covered, pred.mask_at_size(w.selected, w._display_hw))
-    assert (shown.rgba[shown.covered][:, :3] == _CURRENT_COLOR).all()
+    look.assert_current_look(shown, shown.covered)
     # no previews once there are prompts
     n = w.stats["previews"]
     ui.mouse_move(*ui.css_of(100, 100))

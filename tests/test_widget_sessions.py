@@ -27,8 +27,8 @@ from sam_widget.testing import (
     layer_commands,
     prompt_layer,
 )
-from sam_widget.ui.widget import _CURRENT_COLOR
 from widget_driver import blob_sam
+import mask_look as look
 
 ZOOM = 1.37
 IMGS = [make_image(150, 200, seed=s) for s in (21, 22, 23)]
@@ -190,7 +190,8 @@ def test_alt_click_edits_an_object_clicks_refine_it_and_enter_replaces_it(make_w
     objects = shown(w, comm, OBJECTS)  # the edited object leaves the objects layer ...
     assert np.array_equal(objects.covered, resize_mask(b.mask, disp))
     cur = shown(w, comm, CURRENT)  # ... and is shown as the current mask
-    assert np.array_equal(cur.covered, resize_mask(a.mask, disp)) and (cur.rgba[cur.covered][:, :3] == _CURRENT_COLOR).all()
+    assert np.array_equal(cur.covered, resize_mask(a.mask, disp))
+    look.assert_current_look(cur, cur.covered)
 
     ui.click_image(75, 60, shift=True)  # refine it with a negative point
     w.wait_idle()

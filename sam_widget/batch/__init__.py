@@ -15,7 +15,6 @@ once. Runs are resumable: an image whose embedding (or result) is already there 
 
 from __future__ import annotations
 
-import glob as _glob
 import os
 import time
 from pathlib import Path
@@ -29,43 +28,41 @@ from .tasks import as_result, precompute_task, segment_task
 
 __all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
 
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"}
-
-
 def image_paths(images: Any) -> list[str]:
-    """The image files named by ``images``: a folder (its image files, sorted), a glob
-    pattern, a single file path, or a list of paths. Raises ``TypeError`` for arrays and
-    other non-paths, ``ValueError`` for an empty list, an empty folder or a glob that
-    matches nothing."""
-    if isinstance(images, (str, os.PathLike)):
-        text = os.fspath(images)
-        p = Path(text).expanduser()
-        if p.is_dir():
-            files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in _SUFFIXES)
-            if not files:
-                raise ValueError(f"the folder {text!r} holds no image files.")
-            return files
-        if p.exists():
-            return [str(p)]
-        files = sorted(f for f in _glob.glob(os.path.expanduser(text), recursive=True) if os.path.isfile(f))
-        if not files:
-            raise ValueError(f"no image file matches {text!r}.")
-        return files
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("the list of images is empty.")
-        out = []
-        for k, item in enumerate(images):
-            if not isinstance(item, (str, os.PathLike)):
-                raise TypeError(
-                    f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
-                )
-            out.append(os.fspath(item))
-        return out
-    raise TypeError(f"images must be a folder, a glob pattern or a list of file paths, not {type(images).__name__}.")
+    """The image files named by ``images``: a folder (its image files, in natural name order),
+    a glob pattern, a single file path, or a list of paths -- the same rules as
+    ``SamWidget``/``Session`` (:func:`sam_widget.session.images.resolve_images`), but files
+    only: workers read them themselves. Raises ``TypeError`` for arrays and other non-paths,
+    ``ValueError`` for an empty list, an empty folder or a glob that matches nothing."""
+    from ..session.images import resolve_images
+
+    if not isinstance(images, (str, os.PathLike, list, tuple)):
+        raise TypeError(f"images must be a folder, a glob pattern or a list of file paths, not {type(images).__name__}.")
+    sources, _single = resolve_images(images)
+    for k, item in enumerate(sources):
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(
+                f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
+            )
+    return [os.fspath(p) for p in sources]
 
 
-def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict) -> ModelSpec:
+def _threads(threads: Any, client: Any, scheduler: Any, workers: Any) -> int | None:
+    """torch threads per worker: as given, else the cores shared out among a local cluster's
+    workers (a cluster of your own keeps its workers' setting)."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}.")
+        return threads
+    if client is None and scheduler is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        n = workers if isinstance(workers, int) and not isinstance(workers, bool) and workers > 0 else default_workers()
+        return max(1, cores // n)
+    return None
+
+
+def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict,
+          threads: int | None = None) -> ModelSpec:
     if isinstance(model, str):
         from ..engine.checkpoints import valid_model_types
 
@@ -77,6 +74,7 @@ def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_di
         device=device,
         cache_dir=None if cache_dir is None else os.fspath(Path(os.fspath(cache_dir)).expanduser().resolve()),
         segmenter_kwargs=tuple(sorted(kwargs.items())),
+        torch_threads=threads,
     )
 
 
@@ -90,6 +88,7 @@ def precompute(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     **segmenter_kwargs: Any,
 ) -> BatchReport:
@@ -102,7 +101,7 @@ def precompute(
     if cache_dir is None:
         raise ValueError("precompute needs cache_dir=: the folder where the embeddings are kept.")
     paths = image_paths(images)
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs, _threads(threads, client, scheduler, workers))
     Path(spec.cache_dir).mkdir(parents=True, exist_ok=True)
     return _run("precompute", paths, precompute_task, (spec,), client, scheduler, workers, progress)
 
@@ -120,6 +119,7 @@ def segment(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     **segmenter_kwargs: Any,
 ) -> BatchReport:
@@ -140,7 +140,7 @@ def segment(
     objects = prompts_per_image(prompts, paths)
     if not isinstance(polygons, bool):
         raise TypeError(f"polygons must be True or False, not {polygons!r}.")
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs)
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs, _threads(threads, client, scheduler, workers))
     store = PartStore(output)
     keys = [part_key(p, [o.as_json() for o in objs], spec.key, polygons) for p, objs in zip(paths, objects)]
     return _run_parts("segment", paths, list(zip(paths, objects)), keys, store, segment_task, (spec, polygons),
@@ -159,6 +159,7 @@ def everything(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
     segmenter_kwargs: dict[str, Any] | None = None,
     **amg_params: Any,
@@ -170,12 +171,12 @@ def everything(
     new results. Parameters are checked on the first image: a bad one fails every image
     with the same message (and the command line exits 1).
     """
-    from .everything import everything_task
+    from .amg import everything_task
 
     paths = image_paths(images)
     if not isinstance(polygons, bool):
         raise TypeError(f"polygons must be True or False, not {polygons!r}.")
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {})
+    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {}, _threads(threads, client, scheduler, workers))
     store = PartStore(output)
     params = dict(sorted(amg_params.items()))
     keys = [part_key(p, "everything", params, spec.key, polygons) for p in paths]

@@ -55,13 +55,15 @@ def add_batch_parser(sub: Any, handler: Any = None) -> argparse.ArgumentParser:
         if name == "segment":
             k.add_argument("--prompts", metavar="FILE", required=True, help="COCO file whose bbox fields are the box prompts")
         if name == "everything":
-            from .everything import add_everything_arguments
+            from .amg import add_everything_arguments
 
             add_everything_arguments(k)
         where = k.add_argument_group("where to run")
         where.add_argument("--scheduler", metavar="ADDRESS",
                            help="a Dask scheduler (tcp://host:8786), or 'sync' to run in this process")
         where.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
+        where.add_argument("--threads", type=int, metavar="N",
+                           help="torch threads per worker (default: the local cluster shares out the cores)")
         k.add_argument("--quiet", action="store_true", help="no progress bar")
         k.set_defaults(func=handler or run_batch)
     return p
@@ -77,14 +79,14 @@ def run_batch(args: argparse.Namespace) -> int:
         raise ValueError("choose what to run: batch precompute, batch segment or batch everything.")
     images = args.images if len(args.images) > 1 else args.images[0]
     common = dict(model=args.model, checkpoint=args.checkpoint, device=args.device, scheduler=args.scheduler,
-                  workers=args.workers, progress=not args.quiet)
+                  workers=args.workers, threads=args.threads, progress=not args.quiet)
     if kind == "precompute":
         report = precompute(images, cache_dir=args.cache_dir, **common)
     elif kind == "segment":
         report = segment(images, prompts=args.prompts, output=args.coco, cache_dir=args.cache_dir,
                          polygons=args.polygons, **common)
     else:
-        from .everything import everything_params
+        from .amg import everything_params
 
         report = everything(images, output=args.coco, cache_dir=args.cache_dir, polygons=args.polygons,
                             **everything_params(args), **common)

@@ -10,9 +10,11 @@ Where the work runs:
   * ``scheduler="sync"``: no Dask at all, every task in this process, one after another (for
     debugging; the results are the same).
 
-Torch threads: Dask's nanny starts worker processes with ``OMP_NUM_THREADS=1``, so a worker
-runs torch on one core; the local cluster therefore gets one single-threaded worker per core
-(bounded by memory), which does not oversubscribe the cores.
+Torch threads: each worker runs one task at a time; torch's intra-op threads per worker are
+``threads=`` (default for a local cluster: the cores shared out among its workers, so they
+never oversubscribe the machine; Dask's own workers otherwise start with ``OMP_NUM_THREADS=1``).
+The local cluster has one worker per core by default, fewer if memory does not hold that
+many models (``workers=`` sets it).
 """
 
 from __future__ import annotations

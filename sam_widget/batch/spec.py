@@ -36,6 +36,7 @@ class ModelSpec:
     device: str = "auto"
     cache_dir: str | None = None
     segmenter_kwargs: tuple[tuple[str, Any], ...] = field(default=())
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.model, str) or callable(self.model)):
@@ -100,6 +101,10 @@ def worker_segmenter(spec: ModelSpec) -> Any:
     with _LOCK:
         seg = _SEGMENTERS.get(key)
         if seg is None:
+            if spec.torch_threads is not None:
+                import torch
+
+                torch.set_num_threads(spec.torch_threads)
             seg = _SEGMENTERS[key] = spec.build()
             _LOADS[key] = _LOADS.get(key, 0) + 1
     return seg

@@ -33,12 +33,9 @@ Threading
 
 from __future__ import annotations
 
-import math
-import numbers
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -46,7 +43,6 @@ import torch
 from segment_anything.utils.amg import (
     MaskData,
     batch_iterator,
-    build_all_layer_point_grids,
     generate_crop_boxes,
     mask_to_rle_pytorch,
     rle_to_mask,
@@ -58,130 +54,12 @@ from tqdm.auto import tqdm
 
 from .cache import image_key
 from .everything_crop import ExactCrop, FastCrop
+from .everything_params import MAX_CROP_LAYERS, MAX_POINTS_PER_SIDE, EverythingParams, params_from
 from .proposals import Proposal, Proposals, _Source
 
-__all__ = ["EverythingParams", "segment_everything", "MAX_POINTS_PER_SIDE", "MAX_CROP_LAYERS"]
+__all__ = ["EverythingParams", "params_from", "segment_everything", "MAX_POINTS_PER_SIDE", "MAX_CROP_LAYERS"]
 
-MAX_POINTS_PER_SIDE = 512  # 262 144 prompts: hours on a CPU; more is surely a mistake
-MAX_CROP_LAYERS = 4  # 1 + 4 + 16 + 64 + 256 crops, each encoded
 _WAIT_POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class EverythingParams:
-    """The parameters of ``SamAutomaticMaskGenerator`` (same names, defaults and meaning),
-    validated. ``output_mode`` is not one: the result is always a :class:`Proposals`."""
-
-    points_per_side: int | None = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    crop_nms_thresh: float = 0.7
-    crop_overlap_ratio: float = 512 / 1500
-    crop_n_points_downscale_factor: int = 1
-    point_grids: tuple[np.ndarray, ...] | None = None
-    min_mask_region_area: int = 0
-
-    def __post_init__(self) -> None:
-        _int(self, "points_per_batch", 1, 1 << 16)
-        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
-            _float(self, name, 0.0, 1.0)
-        _float(self, "stability_score_offset", 0.0, math.inf)
-        _float(self, "crop_overlap_ratio", 0.0, 1.0, hi_open=True)
-        _int(self, "crop_n_layers", 0, MAX_CROP_LAYERS)
-        _int(self, "crop_n_points_downscale_factor", 1, 1 << 16)
-        _int(self, "min_mask_region_area", 0, 1 << 62)
-        if self.point_grids is None:
-            if self.points_per_side is None:
-                raise ValueError("points_per_side is None: give points_per_side or point_grids.")
-            _int(self, "points_per_side", 1, MAX_POINTS_PER_SIDE)
-            last = self.points_per_side // self.crop_n_points_downscale_factor**self.crop_n_layers
-            if last < 1:
-                raise ValueError(
-                    f"crop_n_points_downscale_factor={self.crop_n_points_downscale_factor} leaves no point "
-                    f"in crop layer {self.crop_n_layers} (points_per_side={self.points_per_side} // "
-                    f"{self.crop_n_points_downscale_factor}**{self.crop_n_layers} = 0)."
-                )
-        else:
-            if self.points_per_side is not None:
-                raise ValueError(
-                    "point_grids replaces points_per_side: pass points_per_side=None with point_grids."
-                )
-            object.__setattr__(self, "point_grids", _check_grids(self.point_grids, self.crop_n_layers))
-        if self.min_mask_region_area > 0:
-            try:
-                import cv2  # noqa: F401  (segment_anything's remove_small_regions uses it)
-            except ImportError:
-                raise ValueError(
-                    "min_mask_region_area > 0 needs OpenCV (pip install opencv-python-headless), "
-                    "as segment_anything's postprocessing does."
-                ) from None
-
-    def grids(self) -> list[np.ndarray]:
-        """The ``(N_i, 2)`` point grid of each crop layer, ``(x, y)`` in [0, 1]."""
-        if self.point_grids is not None:
-            return list(self.point_grids)
-        return build_all_layer_point_grids(self.points_per_side, self.crop_n_layers, self.crop_n_points_downscale_factor)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.point_grids is not None:
-            d["point_grids"] = [g.copy() for g in self.point_grids]
-        return d
-
-
-def _int(p: EverythingParams, name: str, lo: int, hi: int) -> None:
-    v = getattr(p, name)
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        if isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer():
-            v = int(v)
-        else:
-            raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}.")
-    if not lo <= v <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v!r}.")
-    object.__setattr__(p, name, int(v))
-
-
-def _float(p: EverythingParams, name: str, lo: float, hi: float, hi_open: bool = False) -> None:
-    v = getattr(p, name)
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {v!r}.")
-    v = float(v)
-    inside = lo <= v < hi if hi_open else lo <= v <= hi
-    if not math.isfinite(v) or not inside:
-        rng = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
-        raise ValueError(f"{name} must be a number in {rng}, got {v!r}.")
-    object.__setattr__(p, name, v)
-
-
-def _check_grids(grids: Any, n_layers: int) -> tuple[np.ndarray, ...]:
-    if isinstance(grids, np.ndarray):
-        grids = [grids]
-    try:
-        grids = list(grids)
-    except TypeError:
-        raise ValueError(f"point_grids must be a list of (N, 2) arrays, got {type(grids).__name__}.") from None
-    if len(grids) != n_layers + 1:
-        raise ValueError(
-            f"point_grids must hold one grid per crop layer: {n_layers + 1} for crop_n_layers={n_layers}, "
-            f"got {len(grids)}."
-        )
-    out = []
-    for i, g in enumerate(grids):
-        try:
-            a = np.array(g, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"point_grids[{i}] must be an (N, 2) array of numbers.") from None
-        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 1:
-            raise ValueError(f"point_grids[{i}] must be an (N, 2) array with N >= 1, got shape {a.shape}.")
-        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-            raise ValueError(f"point_grids[{i}] must hold (x, y) in [0, 1] (fractions of the crop's size).")
-        a.setflags(write=False)
-        out.append(a)
-    return tuple(out)
 
 
 # ------------------------------------------------------------------------------ locking
@@ -213,15 +91,24 @@ def segment_everything(
     progress: bool = True,
     cancel: Any = None,
     on_batch: Callable[[Proposals], Any] | None = None,
+    prepare: Callable[[Any], Any] | None = None,
 ) -> Proposals:
-    """Run "segment everything" on ``seg``'s current image (see the module docstring)."""
+    """Run "segment everything" on ``seg``'s current image (see the module docstring).
+
+    ``prepare(seg)``, if given, runs under the Segmenter's lock just before the snapshot of
+    the current image is taken (e.g. to set the image to segment, as one step with it).
+    """
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True or False, not {progress!r}.")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(f"cancel must be a threading.Event (or None), not {type(cancel).__name__}.")
     if on_batch is not None and not callable(on_batch):
         raise TypeError(f"on_batch must be callable (or None), not {type(on_batch).__name__}.")
+    if prepare is not None and not callable(prepare):
+        raise TypeError(f"prepare must be callable (or None), not {type(prepare).__name__}.")
     with seg.exclusive():
+        if prepare is not None:
+            prepare(seg)
         if seg._features is None:
             raise RuntimeError("No image is set: call set_image(image) before segment_everything().")
         snap = _Snapshot(seg)

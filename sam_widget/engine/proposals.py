@@ -137,6 +137,13 @@ class Proposal:
         return self._source.image_size
 
     @property
+    def logits(self) -> np.ndarray | None:
+        """The mask's low-resolution logits ``(h, w)`` float32 (SAM's low-res mask of its crop:
+        ``Segmenter.low_res_size`` for a whole-image proposal, usable as ``mask_input[None]`` to
+        refine it), or None for a mask changed by ``min_mask_region_area``. A new array each time."""
+        return None if self._logits is None else np.array(self._logits, dtype=np.float32)
+
+    @property
     def mask(self) -> np.ndarray:
         """``(H, W)`` bool mask at the image size (computed once, then kept; read-only)."""
         if self._mask is None:

@@ -569,6 +569,7 @@ class Segmenter:
         cancel: threading.Event | None = None,
         *,
         on_batch: Any = None,
+        prepare: Any = None,
         **params: Any,
     ) -> "Proposals":
         """Every object of the current image: SAM's automatic mask generator.
@@ -585,6 +586,9 @@ class Segmenter:
             returns what it found, with ``partial=True``.
           on_batch: called with the proposals found so far (a partial ``Proposals``) after
             every batch, on this thread.
+          prepare: called as ``prepare(segmenter)`` under the Segmenter's lock just before
+            the run takes its snapshot of the current image, e.g. to ``set_image`` the image
+            to segment when other threads share this Segmenter (as one step with the snapshot).
 
         Returns a :class:`~sam_widget.engine.proposals.Proposals` sorted by predicted IoU,
         highest first (each with ``.mask``, ``.score``, ``.stability``, ``.bbox`` COCO
@@ -592,21 +596,20 @@ class Segmenter:
         ``RuntimeError`` if no image is set. Does not hold the Segmenter's lock while it
         decodes; a second call waits for the first (see :mod:`sam_widget.engine.everything`).
         """
-        from .everything import EverythingParams, segment_everything
+        from .everything import params_from, segment_everything
 
-        unknown = sorted(set(params) - set(EverythingParams.__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"segment_everything() got unexpected keyword argument(s): {', '.join(unknown)}.")
-        p = EverythingParams(
-            points_per_side=points_per_side,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            box_nms_thresh=box_nms_thresh,
-            min_mask_region_area=min_mask_region_area,
-            crop_n_layers=crop_n_layers,
-            **params,
+        p = params_from(
+            dict(
+                points_per_side=points_per_side,
+                pred_iou_thresh=pred_iou_thresh,
+                stability_score_thresh=stability_score_thresh,
+                box_nms_thresh=box_nms_thresh,
+                min_mask_region_area=min_mask_region_area,
+                crop_n_layers=crop_n_layers,
+                **params,
+            )
         )
-        return segment_everything(self, p, progress=progress, cancel=cancel, on_batch=on_batch)
+        return segment_everything(self, p, progress=progress, cancel=cancel, on_batch=on_batch, prepare=prepare)
 
     @torch.no_grad()
     def _predict(self, pts, lbl, bx, mi, multimask: bool) -> Prediction:

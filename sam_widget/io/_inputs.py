@@ -98,6 +98,13 @@ def _image_spec(image: Any, i: int) -> ImageSpec:
                 raise ValueError(f"{where}['id'] must be a whole number, got {value!r}.")
             spec.id = int(value)
         d.pop("id", None)
+        pixels = d.pop("pixels", None)  # the pixels themselves (measurements), not a COCO key
+        if pixels is not None:
+            if not isinstance(pixels, np.ndarray) or pixels.ndim not in (2, 3):
+                raise ValueError(f"{where}['pixels'] must be an (H, W) or (H, W, C) array, got {type(pixels).__name__}.")
+            spec.pixels = pixels
+            if spec.height == 0:
+                spec.height, spec.width = int(pixels.shape[0]), int(pixels.shape[1])
         source = d.pop("path", None)  # where the pixels are (measurements), not a COCO key
         if source is not None:
             if not isinstance(source, (str, os.PathLike)):

@@ -64,8 +64,9 @@ def measurements(
 
     ``images``, ``masks_per_image``, ``labels``, ``scores`` as for
     :func:`sam_widget.io.to_coco`. Mean intensities need the pixels: give the images as
-    arrays (``(H, W)`` or ``(H, W, C)``) or as paths of readable files; for sizes and
-    dicts the intensity columns are missing (NaN).
+    arrays (``(H, W)`` or ``(H, W, C)``) or as paths of readable files (or dicts with a
+    ``"path"`` or a ``"pixels"`` array next to ``file_name``); for sizes and other dicts the
+    intensity columns are missing (NaN).
 
     Columns (pixel coordinates: x = column, y = row; the centre of pixel ``(row r,
     column c)`` is ``(x, y) = (c, r)``):

@@ -6,8 +6,10 @@ asks it for work (``request``) and waits on it (``wait``, ``answer``).
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,12 +17,29 @@ import numpy as np
 from ..images import ImageError
 from ..state import PredictionSlot
 from .pages import Page
+from .provenance import logits_for
 from .worker import Prefetcher, Worker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Session
 
 __all__ = ["Background"]
+
+_LIVE: "weakref.WeakSet[Background]" = weakref.WeakSet()
+_EXIT_JOIN_S = 120.0  # at interpreter exit: how long to let a running encode finish
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    """Stop every session's threads and wait for them before Python tears down: a thread still
+    inside torch while the interpreter finalises aborts the process ("terminate called without
+    an active exception")."""
+    live = list(_LIVE)
+    for bg in live:
+        bg.stop()
+    deadline = time.monotonic() + _EXIT_JOIN_S
+    for bg in live:
+        bg.join(max(0.0, deadline - time.monotonic()))
 
 
 class Background:
@@ -33,12 +52,23 @@ class Background:
         self._awaited: dict[int, tuple[Page, PredictionSlot]] = {}
 
     def start(self) -> None:
+        _LIVE.add(self)
         self.worker.start()
         self.prefetcher.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> None:
+        """Ask both threads to stop; ``wait``: seconds to wait for them (a model load or an
+        encode in progress finishes first)."""
         self.worker.stop()
         self.prefetcher.stop()
+        if wait > 0:
+            self.join(wait)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for t in (self.worker, self.prefetcher):
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
 
     # ================================================================== the caller's side
     def answer(self, slot: PredictionSlot | None) -> None:
@@ -147,7 +177,7 @@ class Background:
 
     def _answer_slot(self, page: Page, slot: PredictionSlot) -> None:
         s = self.s
-        mask_input, multimask = self._prediction_request(slot)
+        mask_input, multimask = self._prediction_request(slot, page)
         try:
             rgb = s.images.load(page.index)
             pred = s._engine.predict(page, rgb, **slot.prompts.as_arrays(), mask_input=mask_input, multimask=multimask)
@@ -160,7 +190,7 @@ class Background:
             s._budget.touch(pred)
             s.stats["predictions"] += 1
 
-    def _prediction_request(self, slot: PredictionSlot) -> tuple[np.ndarray | None, bool]:
+    def _prediction_request(self, slot: PredictionSlot, page: Page) -> tuple[np.ndarray | None, bool]:
         """``(mask_input, multimask)`` for a slot: refine from the nearest answered earlier step."""
         if not self.s.refine:
             return None, True
@@ -172,8 +202,10 @@ class Background:
         bslot, bsel = base
         pred = bslot.prediction
         sel = bsel if bsel is not None else pred.best
-        if pred.logits is None:  # an object brought in as a mask: logits from the mask
-            pred.logits = self.s._engine.mask_input(pred.object.mask)
+        if pred.logits is None:  # a loaded object (its chain replayed) or a mask brought in (from the mask)
+            note: dict = {}
+            pred.logits = logits_for(self.s, page, pred.object, note)
+            pred.from_mask = bool(note.get("from_mask"))  # provenance: the chain then starts from the mask
         slot.source = (bslot, sel)  # provenance: this step refines that one's candidate
         return pred.logits[sel : sel + 1], False
 

@@ -29,13 +29,16 @@ from ..images import ImageError, to_rgb_uint8
 from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
 from ..viewport import Viewport
 from .engine_link import EngineLink
+from .everything import EverythingControl, EverythingRun
 from .images import ImageSet, resolve_images
-from .inputs import as_object_mask, masks_from_label_image
+from .inputs import as_object_mask, label_names, masks_from_label_image
 from .background import Background
+from .files import SessionFiles
 from .notify import Notifier
 from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Pages, Results, StoredAnswer
+from .provenance import provenance
 from .status import SessionStatus
-from .chain import check_threshold, cut_mask, provenance_of
+from .threshold import check_threshold, cut_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from .explain import Explanation
@@ -65,7 +68,7 @@ class Preview:
     mask: np.ndarray
 
 
-class Session:
+class Session(SessionFiles):
     """Segment Anything over one image or a set of images, headless.
 
     Args:
@@ -80,11 +83,19 @@ class Session:
       prefetch: encode the next (and previous) image in the background.
       mask_cache_bytes: budget of full-size candidate masks kept cached (the history keeps
         low-resolution logits; older full-size masks are recomputed when asked for).
+      autosave: a session file (e.g. ``"work.json"``) that every committed change is written
+        to, atomically, within about a second, on a background thread. If it exists, its
+        objects are restored first (matched to ``images`` by path, in-memory images by the
+        sha256 of their pixels) and :attr:`status` says so. An autosave file that cannot be
+        read, or holds objects on images that are not given, raises and is left untouched.
+        See :meth:`save` / :meth:`load` for what the file holds.
 
     Raises at once (nothing started): ``TypeError`` / ``ValueError`` for bad arguments, an
     unknown model or device spelling, an empty list / folder / glob;
     ``CheckpointError`` for a checkpoint that does not exist; ``ImageError`` for a single
-    image that cannot be read. In a set, an unreadable image is reported when shown.
+    image that cannot be read; ``ValueError`` for an autosave path in a missing directory;
+    :class:`~sam_widget.io.FormatError` for an autosave file that cannot be restored. In a set,
+    an unreadable image is reported when shown.
     """
 
     def __init__(
@@ -101,6 +112,8 @@ class Session:
         prefetch: bool = True,
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
         history_limit: int = 500,
+        autosave: str | os.PathLike[str] | None = None,
+        _restore: Any = None,
     ) -> None:
         sources, self.single = resolve_images(images)
         if self.single:  # a bad single image raises here, as always; a file keeps its path and name
@@ -121,10 +134,12 @@ class Session:
         self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
         self._threshold: float | None = None  # None: the model's mask_threshold (0.0 for SAM)
         self._closed = False
-        self._pages.enter(0)
+        self._pages.enter(self._init_files(autosave, _restore))  # restores saved work (may raise; nothing runs yet)
         self._notifier = Notifier(self)
+        self._everything = EverythingControl(self)
         self._background = Background(self)
         self._background.start()
+        self._start_files()
 
     # ================================================================== images
     @property
@@ -166,6 +181,7 @@ class Session:
         self._check_open()
         if i != self.index:
             self._stop_preview()
+            self._everything.stop()  # proposals belong to their image: a run still going ends (partial)
             with self.lock:
                 self._pages.enter(i)
             self.error = None
@@ -333,7 +349,9 @@ class Session:
         mask = np.array(cut_mask(pred, sel, self._threshold), dtype=bool)
         self._budget.touch(pred)
         logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
-        new = snap.commit(mask, float(pred.scores[sel]), label, logits, **provenance_of(snap.slot, sel, self._threshold))
+        candidate, chain = provenance(snap, sel)  # kept in the session file (see provenance.py)
+        threshold = pred.object.threshold if isinstance(pred, StoredAnswer) else self._threshold
+        new = snap.commit(mask, float(pred.scores[sel]), label, logits, candidate, chain, threshold)
         self._push(new)
         i = snap.editing_index
         return new.objects[i if i is not None else -1]
@@ -397,11 +415,12 @@ class Session:
     def set_objects(self, label_image: Any) -> tuple[ObjectRecord, ...]:
         """Replace the current image's objects by one object per non-zero value of
         ``label_image`` (``(H, W)`` integers, 0 = background, or the path of such an image
-        file), in increasing value order. One undo step."""
+        file), in increasing value order. One undo step. A label PNG written by
+        :meth:`export_png` brings its objects' labels back."""
         self._check_image()
         masks = masks_from_label_image(label_image, self.image.shape[:2])
         snap = self.current
-        new = snap.without_objects().add_objects(masks)
+        new = snap.without_objects().add_objects(masks, label_names(label_image, len(masks)))
         self._push(new)
         return new.objects
 
@@ -418,6 +437,72 @@ class Session:
             return False
         self._after_change()
         return True
+
+    # ================================================================== segment everything
+    def segment_everything(self, *, progress: bool = False, timeout: float | None = None, **params: Any) -> Any:
+        """Every object of the current image as proposals (SAM's automatic mask generator);
+        waits for the result and returns it (a ``Proposals``, sorted by predicted IoU).
+
+        ``params``: ``Segmenter.segment_everything``'s (``points_per_side=32``,
+        ``pred_iou_thresh=0.88``, ``stability_score_thresh=0.95``, ``box_nms_thresh=0.7``,
+        ``crop_n_layers=0``, ...); ``progress``: a tqdm bar. The proposals are shown over the
+        image as they are found; accept them with :meth:`accept` / :meth:`accept_all`. Runs
+        on a thread of its own (clicks are answered meanwhile); a run still going is
+        stopped first. ``ValueError`` / ``TypeError`` naming a bad parameter (nothing
+        started); a run that finds nothing returns an empty result. Rules:
+        :mod:`sam_widget.session.everything`.
+        """
+        return self.start_everything(progress=progress, **params).wait(timeout)
+
+    def start_everything(self, *, progress: bool = False, **params: Any) -> EverythingRun:
+        """Like :meth:`segment_everything`, but returns the run at once (what the *Everything*
+        button does): ``run.wait()``, ``run.stop()``, ``run.progress``, ``run.proposals``."""
+        return self._everything.start(params, progress)
+
+    def stop_everything(self) -> bool:
+        """Stop a run that is going (it keeps what it found, marked partial); True if one was."""
+        return self._everything.stop()
+
+    @property
+    def proposals(self) -> Any | None:
+        """The current image's proposals (a ``Proposals``: partial while its run goes on), or None."""
+        return self._everything.proposals
+
+    @property
+    def pending_proposals(self) -> tuple[int, ...]:
+        """Positions in :attr:`proposals` of those neither accepted nor rejected (the ones drawn)."""
+        return self._everything.pending()
+
+    @property
+    def everything_run(self) -> EverythingRun | None:
+        """The run the current image's proposals come from (progress, partial, error), or None."""
+        return self._everything.run
+
+    def accept(self, index: int, label: str | None = None) -> ObjectRecord:
+        """Proposal ``index`` (position in :attr:`proposals`) becomes an object: its full-size
+        mask, predicted IoU, its grid point as the prompt (editable, undoable, exported like
+        any object). ``IndexError`` / ``TypeError`` for a bad index, ``ValueError`` when there
+        are no proposals or it was accepted already."""
+        return self._everything.accept(index, label)
+
+    def accept_all(self) -> tuple[ObjectRecord, ...]:
+        """Every pending proposal becomes an object (largest first; one undo step)."""
+        return self._everything.accept_all()
+
+    def reject(self, index: int) -> "Session":
+        """Hide proposal ``index`` (undoable). ``ValueError`` for an accepted one."""
+        self._everything.reject(index)
+        return self
+
+    def clear_proposals(self) -> "Session":
+        """Hide every proposal of the current image (undoable; stops its run if it is going)."""
+        self._everything.clear()
+        return self
+
+    def proposal_at(self, x: float, y: float) -> int | None:
+        """Position of the pending proposal under image pixel ``(x, y)`` (the smallest one
+        where several overlap, as drawn), or None."""
+        return self._everything.proposal_at(x, y)
 
     # ================================================================== observers
     def on_change(self, callback: Callable[["Session"], None], remove: bool = False) -> None:
@@ -477,9 +562,12 @@ class Session:
         return self
 
     def close(self) -> None:
-        """Stop the background threads. Later prompts raise ``RuntimeError``."""
+        """Stop the background threads (and write what autosave has pending). Later prompts raise
+        ``RuntimeError``."""
         self._closed = True
+        self._everything.stop()
         self._background.stop()
+        self._close_files()
 
     @property
     def closed(self) -> bool:

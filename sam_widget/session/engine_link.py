@@ -158,6 +158,30 @@ class EngineLink:
         """Low-res logits ``(1, h, w)`` for refining a mask that has none."""
         return self.segmenter.mask_input_from_mask(mask)
 
+    # ------------------------------------------------------------------ segment everything
+    @staticmethod
+    def everything_params(params: dict[str, Any]) -> Any:
+        """Validated ``EverythingParams`` (``TypeError`` for an unknown name, ``ValueError``
+        naming a value out of range). Imports the engine (torch) if it is not loaded yet."""
+        from ..engine.everything_params import params_from
+
+        return params_from(params)
+
+    def segment_everything(self, page: Any, rgb: np.ndarray, params: Any, **kwargs: Any) -> Any:
+        """``segment_everything`` on page ``page``'s image (``rgb``): made the segmenter's
+        image (an embedding-cache hit once encoded) as one step with the run's snapshot of
+        it, so another image set meanwhile (a click on another page) cannot be segmented
+        instead. ``kwargs``: ``progress``, ``cancel``, ``on_batch``. Does not hold the
+        segmenter's lock while decoding: predictions go on meanwhile."""
+        from ..engine.everything import segment_everything
+
+        def prepare(seg: Any) -> None:
+            if seg.image is None or seg.image is not page.seg_image:
+                seg.set_image(rgb)
+                page.seg_image = seg.image
+
+        return segment_everything(self.segmenter, params, prepare=prepare, **kwargs)
+
     # ------------------------------------------------------------------ explain view
     def candidate_stats(self, logits: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """``(stability, area)`` of ``(C, h, w)`` logits: segment_anything's stability scores and

@@ -149,7 +149,7 @@ def explain(session: "Session", size: tuple[int, int] | None = None, view: dict[
         chosen = logits = logits_range = mask = mask_input = None
         markers, box_lr, valid = [], None, None
     else:
-        from .chain import cut_mask
+        from .threshold import cut_mask
 
         chosen = selected_of(snap)
         scores = np.asarray(pred.scores, np.float32)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_object_mask", "masks_from_label_image"]
+__all__ = ["as_object_mask", "masks_from_label_image", "label_names"]
 
 
 def as_object_mask(mask: Any, image_hw: tuple[int, int]) -> np.ndarray:
@@ -56,6 +56,26 @@ def masks_from_label_image(label_image: Any, image_hw: tuple[int, int]) -> list[
         raise ValueError("label_image has negative values; use 0 for background and 1, 2, ... for objects.")
     values = np.unique(label_image)
     return [label_image == v for v in values if v != 0]
+
+
+def label_names(label_image: Any, count: int) -> list[str | None]:
+    """The label text of each object of a label image file written by
+    :func:`sam_widget.io.export_png` (its ``sam_widget:labels`` text chunk, one entry per
+    value 1, 2, ...), else ``None`` per object (arrays, other files)."""
+    if not isinstance(label_image, (str, os.PathLike)):
+        return [None] * count
+    import json
+
+    from PIL import Image
+
+    try:
+        with Image.open(os.path.expanduser(os.fspath(label_image))) as im:
+            names = json.loads(im.info.get("sam_widget:labels", "null"))
+    except (OSError, ValueError):
+        names = None
+    if not isinstance(names, list) or len(names) != count or not all(isinstance(n, str) for n in names):
+        return [None] * count
+    return list(names)
 
 
 def _read_label_file(path: Any) -> np.ndarray:

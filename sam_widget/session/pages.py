@@ -164,7 +164,8 @@ class ImageResult:
 
     @property
     def labels(self) -> np.ndarray:
-        out = np.zeros(self.image_hw, np.int32)
+        hw = self.objects[0].mask.shape if self.objects else self.image_hw  # (the file may be unreadable now)
+        out = np.zeros(hw, np.int32)
         for i, o in enumerate(self.objects, start=1):
             out[o.mask] = i
         return out

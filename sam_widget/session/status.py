@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Session
 
-__all__ = ["SessionStatus"]
+__all__ = ["SessionStatus", "duration"]
+
+
+def duration(seconds: float) -> str:
+    """A time for the status line: milliseconds below one second ("40 ms", never "0.0 s"),
+    else seconds with one decimal ("2.3 s")."""
+    if seconds < 0.9995:
+        return f"{max(0.0, seconds) * 1000:.0f} ms"
+    return f"{seconds:.1f} s"
 
 
 @dataclass(frozen=True)
@@ -18,7 +26,8 @@ class SessionStatus:
     ``"failed"`` (the model could not load) or ``"unreadable"`` (this image); ``problem``
     says why for the last two. ``message``: the last action's error (or None).
     ``encode_s`` is None when the embedding came from a cache (``prefetched``: computed in the
-    background while another image was shown)."""
+    background while another image was shown). ``everything``: what the current image's
+    "segment everything" proposals are doing (progress, counts, no proposals, a failure)."""
 
     model: str
     device: str
@@ -34,6 +43,9 @@ class SessionStatus:
     count: int
     name: str
     editing: str | None
+    notice: str | None = None  # e.g. "restored 12 objects on 3 images from work.json"
+    everything: tuple[str, bool] | None = None  # the proposals' line: (text, is_error)
+
 
     @classmethod
     def of(cls, s: "Session") -> "SessionStatus":
@@ -67,6 +79,9 @@ class SessionStatus:
             count=len(s.images),
             name=s.name,
             editing=snap.objects[i].label if i is not None else None,
+            notice=s.notice,
+            everything=s._everything.status_part(),
+
         )
 
     def parts(self) -> list[tuple[str, bool]]:
@@ -75,20 +90,24 @@ class SessionStatus:
         if self.image_hw is not None:
             out.append((f"{self.image_hw[1]}×{self.image_hw[0]}", False))
         if self.phase == "loading":
-            out.append((f"loading model… {self.elapsed_s:.0f} s", False))
+            out.append((f"loading model… {duration(self.elapsed_s)}", False))
         elif self.phase == "encoding":
-            out.append((f"encoding… {self.elapsed_s:.0f} s", False))
+            out.append((f"encoding… {duration(self.elapsed_s)}", False))
         elif self.phase == "failed":
             out.append((f"not ready: {self.problem}", True))
         elif self.phase == "unreadable":
             out.append((f"cannot show this image: {self.problem}", True))
         else:
             cached = "embedding prefetched" if self.prefetched else "embedding cached"
-            out.append((f"encode {self.encode_s:.1f} s" if self.encode_s else cached, False))
-            ms = "–" if self.decode_s is None else f"{self.decode_s * 1000:.0f} ms"
+            out.append((f"encode {duration(self.encode_s)}" if self.encode_s is not None else cached, False))
+            ms = "–" if self.decode_s is None else duration(self.decode_s)
             out.append((f"last decode {ms}", False))
+        if self.notice:
+            out.append((self.notice, False))
         if self.editing is not None:
             out.append((f"editing “{self.editing}”: clicks refine it, Enter replaces it, Esc stops", False))
+        if self.everything is not None:
+            out.append(self.everything)
         if self.message:
             out.append((self.message, True))
         return out

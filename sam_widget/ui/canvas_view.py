@@ -1,4 +1,5 @@
-"""Four ipycanvas layers: image, committed objects, current mask (or hover preview), prompts.
+"""Five ipycanvas layers: image, committed objects, current mask (or hover preview), prompts,
+and the "segment everything" proposals (on top, translucent).
 
 All drawing goes through one process-wide lock: ipycanvas batches commands in a single
 module-level manager (``hold_canvas``), which is not safe to use from two threads at
@@ -29,6 +30,7 @@ __all__ = ["CanvasView", "DRAW_LOCK"]
 DRAW_LOCK = threading.RLock()
 
 IMAGE, OBJECTS, CURRENT, PROMPTS = range(4)
+PROPOSALS = 4  # the last layer, so the indices of the first four never change
 POSITIVE = "#22c55e"
 NEGATIVE = "#ef4444"
 
@@ -46,11 +48,11 @@ class CanvasView:
         h, w = size_hw
         self.size_hw = size_hw
         self.offset: tuple[int, int] = (0, 0)
-        self.canvas = MultiCanvas(4, width=w, height=h)
+        self.canvas = MultiCanvas(5, width=w, height=h)
         self.canvas.layout.width = f"{w}px"
         self.canvas.layout.height = f"{h}px"
         self.canvas.layout.min_width = f"{w}px"
-        self._rects: dict[int, tuple[int, int, int, int] | None] = {OBJECTS: None, CURRENT: None}
+        self._rects: dict[int, tuple[int, int, int, int] | None] = {OBJECTS: None, CURRENT: None, PROPOSALS: None}
         self.last_batch_bytes: int | None = None  # bytes of the last batch's message (JSON part + buffers)
         self.encode_s: dict[int, float] = {}  # per layer: seconds the last overlay's PNG took to encode
 
@@ -82,8 +84,8 @@ class CanvasView:
         c._canvas_manager.send_draw_command(c, COMMANDS["putImageData"], list(self.offset), [buf.getvalue()])
 
     def clear_layers(self) -> None:
-        """Blank the object, current-mask and prompt layers (another image is shown)."""
-        for layer in (OBJECTS, CURRENT, PROMPTS):
+        """Blank the object, current-mask, prompt and proposal layers (another image is shown)."""
+        for layer in (OBJECTS, CURRENT, PROMPTS, PROPOSALS):
             self.canvas[layer].clear()
         self.forget()
 
@@ -136,7 +138,7 @@ class CanvasView:
 
     def forget(self) -> None:
         """After a client reconnects its layers are blank: the next overlay clears nothing."""
-        self._rects = {OBJECTS: None, CURRENT: None}
+        self._rects = {OBJECTS: None, CURRENT: None, PROPOSALS: None}
 
 
 def _message_bytes(manager) -> int | None:

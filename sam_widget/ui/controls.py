@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from ..render import DEFAULT_OPACITY
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
 
@@ -23,12 +25,15 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("Alt + click", "edit the object under the pointer (its prompts come back; clicks refine it)"),
     ("1 / 2 / 3", "choose candidate mask"),
     ("Enter", "add the current mask as an object (replaces the object being edited)"),
-    ("Esc", "clear the current prompts (and stop editing)"),
+    ("Click in the object list", "highlight that object (the others dim); Edit / Rename / Delete act on it"),
+    ("Esc", "clear the current prompts (stop editing, no highlight)"),
     ("Ctrl+Z", "undo"),
     ("Ctrl+Shift+Z / Ctrl+Y", "redo"),
     ("← / →", "previous / next image"),
     ("P / N / B", "mode: positive / negative / box"),
     ("H", "hover preview on / off"),
+    ("E", "segment everything: proposals for every object (Stop keeps what was found)"),
+    ("Click / Shift + click on a proposal", "accept it as an object / reject it (while no prompts are given)"),
     ("X", "explain panel on / off: candidates, logits, threshold, timings"),
     ("?", "show / hide this help"),
 ]
@@ -58,10 +63,21 @@ class Controls:
         self.refine_box = widgets.Checkbox(value=bool(refine), description="refine", indent=False, layout=lay)
         self.hover_box = widgets.Checkbox(value=bool(hover), description="hover", indent=False, layout=lay)
         self.help_btn = widgets.ToggleButton(description="?", tooltip="keyboard shortcuts", layout=widgets.Layout(width="36px"))
-        self.toolbar = widgets.HBox(
-            [self.nav, self.mode, self.undo_btn, self.redo_btn, self.clear_btn, self.refine_box, self.hover_box, self.help_btn]
+        self.opacity_slider = widgets.FloatSlider(
+            value=DEFAULT_OPACITY, min=0.0, max=1.0, step=0.05, description="opacity", readout=False,
+            tooltip="fill opacity of the masks", style={"description_width": "auto"},
+            layout=widgets.Layout(width="160px", margin="2px 4px 2px 14px"),
         )
-        self.cand = widgets.ToggleButtons(options=[], description="", style={"button_width": "150px"})
+        self.toolbar = widgets.HBox(
+            [self.nav, self.mode, self.undo_btn, self.redo_btn, self.clear_btn, self.refine_box, self.hover_box,
+             self.opacity_slider, self.help_btn]
+        )
+        # ToggleButtons never drops its buttons in the page when its options become empty (the
+        # front end rebuilds them only for a non-empty list), so without candidates it is hidden
+        # and a hint shown instead: the page's buttons always match the kernel's candidates.
+        self.cand = widgets.ToggleButtons(options=[], description="", style={"button_width": "150px"},
+                                          layout=widgets.Layout(display="none"))
+        self.cand_hint = widgets.HTML("<i style='color:#6b7280'>none: click on an object</i>")
         self.label_text = widgets.Text(placeholder="object 1", layout=widgets.Layout(width="150px"))
         self.add_btn = widgets.Button(description="Add", icon="plus", button_style="success", tooltip="Enter", layout=lay)
         self.obj_list = widgets.Select(options=[], rows=8, layout=widgets.Layout(width="210px"))
@@ -72,6 +88,7 @@ class Controls:
             [
                 widgets.HTML("<b>Candidates</b> (predicted IoU)"),
                 self.cand,
+                self.cand_hint,
                 widgets.HTML("<b>Objects</b>"),
                 widgets.HBox([self.label_text, self.add_btn]),
                 self.obj_list,
@@ -80,13 +97,15 @@ class Controls:
             layout=widgets.Layout(margin="0 0 0 8px"),
         )
         self.status = widgets.HTML()
-        rows = "".join(f"<tr><td><kbd>{html.escape(k)}</kbd></td><td>{html.escape(v)}</td></tr>" for k, v in SHORTCUTS)
-        self.help = widgets.HTML(f"<table>{rows}</table>", layout=widgets.Layout(display="none"))
+        key_td = "style='white-space:nowrap;padding:1px 16px 1px 0;vertical-align:top'"
+        rows = "".join(f"<tr><td {key_td}><kbd>{html.escape(k)}</kbd></td><td>{html.escape(v)}</td></tr>" for k, v in SHORTCUTS)
+        self.help = widgets.HTML(f"<table style='border-collapse:collapse'>{rows}</table>", layout=widgets.Layout(display="none"))
         self.help_btn.observe(lambda ch: setattr(self.help.layout, "display", "block" if ch["new"] else "none"), "value")
         self.syncing = False  # True while sync() sets values: their observers must not act
 
-    def sync(self, session: "Session") -> None:
-        """Bring every control in line with the session's current image and state."""
+    def sync(self, session: "Session", highlight: int | None = None) -> None:
+        """Bring every control in line with the session's current image and state;
+        ``highlight``: the id of the object selected in the list (None: no selection)."""
         from ..session.core import selected_of
 
         snap = session.current
@@ -98,8 +117,13 @@ class Controls:
                 if self.cand.options != tuple(opts):
                     self.cand.options = opts
                 self.cand.value = selected_of(snap)
-            elif snap.slot is None and self.cand.options:
-                self.cand.options = []
+                self.cand.layout.display = None
+                self.cand_hint.layout.display = "none"
+            elif snap.slot is None:
+                if self.cand.options:
+                    self.cand.options = []
+                self.cand.layout.display = "none"
+                self.cand_hint.layout.display = None
             history = session.history
             self.undo_btn.disabled = not history.can_undo
             self.redo_btn.disabled = not history.can_redo
@@ -108,6 +132,9 @@ class Controls:
             ]
             if self.obj_list.options != tuple(opts):
                 self.obj_list.options = opts
+            at = next((i for i, o in enumerate(snap.objects) if o.id == highlight), None)
+            if self.obj_list.value != at:
+                self.obj_list.value = at
             self.label_text.placeholder = f"object {snap.next_object_id}" if snap.editing is None else "(keep the label)"
             self.delete_btn.disabled = self.rename_btn.disabled = self.edit_btn.disabled = not snap.objects
             n, i = len(session.images), session.index

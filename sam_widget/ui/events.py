@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .everything_view import EVERYTHING_KEY
+
 if TYPE_CHECKING:  # pragma: no cover
     from .widget import SamWidget
 
@@ -102,7 +104,22 @@ class EventTranslator:
             return
         else:
             x, y = d["start"][1]
+            if self.proposal_click(x, y, d["label"]):
+                return
             s._push_prompts(s.prompts.with_point(x, y, d["label"]))
+
+    def proposal_click(self, x: int, y: int, label: int) -> bool:
+        """A click on a "segment everything" proposal, while no prompts are given: a positive
+        click accepts it, a negative one (shift / right click, negative mode) rejects it.
+        True if the click was taken by a proposal."""
+        s = self.w._session
+        if not s.prompts.is_empty or s.editing is not None:
+            return False  # making a mask: clicks refine it, also over proposals
+        i = s.proposal_at(x, y)
+        if i is None:
+            return False
+        self.w._ui_call(s.accept if label == 1 else s.reject, i)
+        return True
 
     # ------------------------------------------------------------------ keys
     def key(self, ev: dict) -> None:
@@ -136,3 +153,5 @@ class EventTranslator:
             w._explain.show(not w._explain.visible)
         elif key == "?":
             c.help_btn.value = not c.help_btn.value
+        elif low == EVERYTHING_KEY:
+            w._ui_call(w._start_everything)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..render import mask_overlay, objects_overlay, resize_mask, resize_rgb
+from ..render import CURRENT_CHOICES, DEFAULT_OPACITY, contrasting_color, mask_overlay, objects_overlay, resize_mask, resize_rgb
 from ..render_static import compose_snapshot
 from ..state import ObjectRecord
 from .canvas_view import CURRENT, OBJECTS, CanvasView
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Painter", "CURRENT_COLOR", "PREVIEW_COLOR"]
 
-CURRENT_COLOR = (30, 144, 255)
+CURRENT_COLOR = CURRENT_CHOICES[0]  # the current mask's usual colour (another where the image is blue)
 PREVIEW_COLOR = (250, 204, 21)
 
 
@@ -32,7 +32,13 @@ class Painter:
 
     ``shown`` records what each layer shows (the image index, the objects tuple and the
     edited object, the current-mask key -- ``(slot, candidate)``, ``("preview", point)`` or
-    None -- and the prompts), so a call that changes nothing sends nothing.
+    None -- the prompts, the fill opacity and the highlighted object), so a call that changes
+    nothing sends nothing.
+
+    Style (set by the view, then :meth:`render`): :attr:`opacity` is the fill opacity of the
+    masks; :attr:`highlight` the id of the object singled out (the object list's selection):
+    it is drawn with a thicker white-and-colour outline over the others, which are dimmed --
+    as they are while an object is being edited.
     """
 
     def __init__(self, view: CanvasView, session: "Session", hover_on: Callable[[], bool]) -> None:
@@ -42,12 +48,14 @@ class Painter:
         self.shown: dict[str, Any] = self._blank()
         self._display_rgb: tuple[int, np.ndarray | None] | None = None
         self._display_masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.opacity: float = DEFAULT_OPACITY
+        self.highlight: int | None = None
         # the last current-mask update sent: {"key", "overlay_s", "bytes"} (the explain view's timings)
         self.last_update: dict[str, Any] | None = None
 
     @staticmethod
     def _blank() -> dict[str, Any]:
-        return {"page": None, "objects": None, "current": None, "prompts": None}
+        return {"page": None, "objects": None, "current": None, "prompts": None, "opacity": None, "highlight": None}
 
     def render(self, rubber: tuple[float, float, float, float] | None = None) -> None:
         """Draw what differs from :attr:`shown` (``rubber``: a dashed box being dragged, canvas px)."""
@@ -62,21 +70,25 @@ class Painter:
             objects_key = (snap.objects, snap.editing)
             old_objects = shown["objects"]
             draw_objects = old_objects is None or old_objects[0] is not snap.objects or old_objects[1] != snap.editing
+            reopaque = shown["opacity"] != self.opacity
+            draw_objects = draw_objects or reopaque or shown["highlight"] != self.highlight
             cur_key = self._current_key(snap, index, shown["current"])
-            draw_current = cur_key != shown["current"]
+            draw_current = cur_key != shown["current"] or (reopaque and cur_key is not None)
             draw_prompts = snap.prompts != shown["prompts"] or rubber is not None
             obj_overlay = cur_overlay = None
             if draw_objects:
                 visible = [o for o in snap.objects if o.id != snap.editing]
-                obj_overlay = objects_overlay([self._display_mask(index, o, vp.display_hw) for o in visible], [o.color for o in visible])
+                hi, dim = self._focus(snap, visible)
+                obj_overlay = objects_overlay([self._display_mask(index, o, vp.display_hw) for o in visible], [o.color for o in visible],
+                                              alpha=self.opacity, highlight=hi, dim=dim)
             overlay_s = None
             if draw_current and cur_key is not None:
                 if cur_key[0] == "preview":
-                    cur_overlay = mask_overlay(s.preview.mask, PREVIEW_COLOR, alpha=0.35)
+                    cur_overlay = mask_overlay(s.preview.mask, PREVIEW_COLOR, alpha=0.75 * self.opacity, light=PREVIEW_COLOR)
                 else:
-                    disp = s.display_mask()
+                    m = s.display_mask()
                     t0 = time.perf_counter()
-                    cur_overlay = mask_overlay(disp, CURRENT_COLOR)
+                    cur_overlay = mask_overlay(m, self._current_fill(index, vp.display_hw, m), alpha=self.opacity)
                     overlay_s = time.perf_counter() - t0
             image = self._page_rgb(index, vp.display_hw) if new_page else None
 
@@ -97,7 +109,8 @@ class Painter:
                 if overlay_s is not None:
                     png_s = (self.view.encode_s.get(CURRENT) or 0.0) if cur_overlay is not None else 0.0
                     self.last_update = {"key": cur_key, "overlay_s": overlay_s + png_s, "bytes": self.view.last_batch_bytes}
-            shown.update(page=index, objects=objects_key, current=cur_key, prompts=snap.prompts)
+            shown.update(page=index, objects=objects_key, current=cur_key, prompts=snap.prompts, opacity=self.opacity,
+                         highlight=self.highlight)
 
     def _current_key(self, snap: Any, index: int, old: Any) -> Any:
         if snap.prediction is not None:
@@ -121,16 +134,23 @@ class Painter:
         with s.lock:
             snap, index, image = s.current, s.index, s.image
             hw = image.shape[:2] if full_size else s.viewport.display_hw
+            display_hw = s.viewport.display_hw
             visible = [o for o in snap.objects if o.id != snap.editing]
             masks = [o.mask if full_size else self._display_mask(index, o, hw) for o in visible]
+            hi, dim = self._focus(snap, visible)
             pred = snap.prediction
-            cur = None
+            cur, color = None, CURRENT_COLOR
             if pred is not None:
-                sel = selected_of(snap)
-                cur = pred.mask(sel) if full_size else pred.mask_at_size(sel, hw)
-            return compose_snapshot(image, masks, [o.color for o in visible], cur, current_color=CURRENT_COLOR,
+                from ..session.threshold import cut_mask
+
+                sel, t = selected_of(snap), s._threshold
+                shown_mask = cut_mask(pred, sel, t, display_hw)
+                color = self._current_fill(index, display_hw, shown_mask)  # as on the canvas, at any size
+                cur = cut_mask(pred, sel, t) if full_size else shown_mask
+            return compose_snapshot(image, masks, [o.color for o in visible], cur, current_color=color,
                                     points=snap.prompts.points, labels=snap.prompts.labels, box=snap.prompts.box,
-                                    size_hw=hw)
+                                    size_hw=hw, object_alpha=self.opacity, current_alpha=self.opacity,
+                                    highlight=hi, dim_objects=dim)
 
     def redraw_all(self) -> None:
         """A browser (re)connected: its layers are blank, so paint everything again."""
@@ -152,6 +172,18 @@ class Painter:
             x0, y0, x1, y1 = prompts.box
             box = (*vp.image_to_canvas(x0, y0), *vp.image_to_canvas(x1, y1))
         self.view.draw_prompts(pts, box, rubber)
+
+    def _focus(self, snap: Any, visible: list[ObjectRecord]) -> tuple[int | None, bool]:
+        """(position in ``visible`` of the highlighted object or None, whether to dim the others)."""
+        hi = next((k for k, o in enumerate(visible) if o.id == self.highlight), None)
+        return hi, hi is not None or snap.editing is not None
+
+    def _current_fill(self, index: int, display_hw: tuple[int, int], mask: np.ndarray | None) -> tuple[int, int, int]:
+        """The current mask's fill colour: one that stands out from the image under it."""
+        rgb = self._page_rgb(index, display_hw)
+        if rgb is None or mask is None or rgb.shape[:2] != mask.shape:
+            return CURRENT_COLOR
+        return contrasting_color(rgb, mask)
 
     def _page_rgb(self, index: int, display_hw: tuple[int, int]) -> np.ndarray | None:
         """The image at display size (None when it cannot be read); the last one is kept."""

@@ -34,7 +34,9 @@ from .canvas_view import CanvasView
 from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
+from .everything_view import EverythingPanel, ProposalsLayer, with_proposals
 from .explain_panel import ExplainPanel
+from .focus import Focus
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
 from .painter import Painter
@@ -66,6 +68,9 @@ class SamWidget(widgets.VBox):
         every prompt change asks for three candidates from the prompts alone.
       hover: preview the mask under the pointer before any click.
       prefetch: with several images, encode the next one while the current one is shown.
+      autosave: a session file (e.g. ``"work.json"``): every committed change is written to it
+        within about a second, off the click path; if it exists, its objects are restored
+        first and the status line says so (see :class:`~sam_widget.session.Session`).
 
     Bad arguments raise at once: ``ValueError`` for an unknown model or device name, an
     empty folder or list, a glob matching nothing; ``CheckpointError`` for a checkpoint path
@@ -92,14 +97,17 @@ class SamWidget(widgets.VBox):
         cache_dir: str | None = None,
         prefetch: bool = True,
         mask_cache_bytes: int = DEFAULT_MASK_BUDGET,
+        autosave: str | None = None,
     ) -> None:
         self._owns_session = not isinstance(image, Session)
         if not self._owns_session:
+            if autosave is not None:
+                raise ValueError("autosave belongs to the session: pass it to Session(...), not to SamWidget(session).")
             session = image
         else:
             session = Session(
                 image, segmenter, model, checkpoint, device=device, cache_dir=cache_dir, refine=refine,
-                display_size=display_size, prefetch=prefetch, mask_cache_bytes=mask_cache_bytes,
+                display_size=display_size, prefetch=prefetch, mask_cache_bytes=mask_cache_bytes, autosave=autosave,
             )  # fmt: skip
         self._session = session
         try:
@@ -107,14 +115,19 @@ class SamWidget(widgets.VBox):
             self._controls = Controls(session.refine, hover, multi=len(session.images) > 1)
             self._view = CanvasView(session.canvas_hw)
             self._painter = Painter(self._view, session, lambda: bool(self._controls.hover_box.value))
+            self._everything_panel = EverythingPanel()
+            self._everything_params: dict[str, Any] = {}
+            self._proposals = ProposalsLayer(self._view, session)
             self._input = EventTranslator(self)
+            self._focus = Focus(session, self._painter, self._controls)
             c = self._controls
             self._explain = ExplainPanel(self)
             c.toolbar.children = (*c.toolbar.children, self._explain.toggle)
             main = widgets.HBox([self._view.canvas, c.side, self._explain.box])
-            super().__init__(children=[c.toolbar, main, c.status, c.help])
+            super().__init__(children=[c.toolbar, *self._everything_panel.widgets(), main, c.status, c.help])
             self.add_class("sam-widget")
             self._wire_controls()
+            self._wire_everything()
             self._events = Event(
                 source=self._view.canvas,
                 watched_events=["mousedown", "mouseup", "mousemove", "mouseleave", "contextmenu", "keydown"],
@@ -125,7 +138,7 @@ class SamWidget(widgets.VBox):
             # Widget messages handled on a JupyterLab subshell must not run IPython's execution
             # hooks concurrently with the user's cell (they garble matplotlib figures): see comms.py.
             no_execute_hooks_off_main_thread(self, self._events)
-            self._view.canvas.on_client_ready(lambda *_: self._painter.redraw_all())
+            self._view.canvas.on_client_ready(lambda *_: self._redraw_all())
         except BaseException:
             if self._owns_session:
                 session.close()
@@ -137,13 +150,24 @@ class SamWidget(widgets.VBox):
     # ================================================================== the session's listener
     def changed(self, session: Session) -> None:
         """The session's state changed: draw what differs, sync the controls (under its lock)."""
+        self._focus.follow()
         self._painter.render()
-        self._controls.sync(session)
+        self._proposals.render()
+        self._controls.sync(session, self._painter.highlight)
+        self._everything_panel.sync(session)
         self._explain.sync()
 
     def status(self, session: Session) -> None:
         """The session's status changed (progress, errors)."""
         self._controls.show_status(session)
+        self._everything_panel.sync(session)
+
+    def _redraw_all(self) -> None:
+        """A browser (re)connected: its layers are blank, so paint everything again."""
+        with self._session.lock:
+            self._painter.redraw_all()
+            self._proposals.forget()
+            self._proposals.render()
 
     def _session_changed(self, _session: Session) -> None:
         self.value += 1
@@ -248,6 +272,47 @@ class SamWidget(widgets.VBox):
         self._controls.refine_box.value = bool(on)
 
     @property
+    def opacity(self) -> float:
+        """Fill opacity of the masks, 0 (outlines only) to 1 (the toolbar's *opacity* slider).
+
+        The current mask and the objects are filled at this opacity over a dark outer and a
+        light inner outline, which stay opaque.
+        """
+        return float(self._controls.opacity_slider.value)
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"opacity must be a number from 0 to 1, not {type(value).__name__}.")
+        if not 0.0 <= float(value) <= 1.0:  # NaN fails too
+            raise ValueError(f"opacity must be from 0 to 1, got {value}.")
+        self._controls.opacity_slider.value = float(value)
+
+    @property
+    def highlighted(self) -> int | None:
+        """Position in :attr:`objects` of the highlighted object (the one selected in the object
+        list), or None. It is drawn with a thicker white-and-colour outline over the others,
+        which dim (as while an object is edited). *Edit*, *Rename* and *Delete* act on it.
+
+        Set it to highlight an object (None: no highlight). Editing an object (Alt + click,
+        *Edit*, :meth:`edit`) selects it; Esc / :meth:`clear`, the first prompt of a new object
+        and another image clear the selection.
+        """
+        return self._focus.index
+
+    @highlighted.setter
+    def highlighted(self, index: int | None) -> None:
+        if index is None:
+            self._focus.select(None)
+            return
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"highlighted must be an object index (int) or None, not {type(index).__name__}.")
+        objects = self._session.objects
+        if not 0 <= index < len(objects):
+            raise IndexError(f"object {index} does not exist; there are {len(objects)} objects.")
+        self._focus.select(objects[index].id)
+
+    @property
     def hover(self) -> bool:
         """Whether the mask under the pointer is previewed before any click."""
         return bool(self._controls.hover_box.value)
@@ -334,7 +399,9 @@ class SamWidget(widgets.VBox):
         return self._session.redo()
 
     def clear(self) -> "SamWidget":
-        """Clear the current prompts (committed objects stay). A no-op when there are none."""
+        """Clear the current prompts, stop editing and drop the highlight (committed objects
+        stay). A no-op when there is nothing to clear."""
+        self._focus.select(None)
         self._session.clear()
         return self
 
@@ -351,6 +418,73 @@ class SamWidget(widgets.VBox):
         """Show the previous image; False on the first one."""
         return self._session.prev()
 
+    # ------------------------------------------------------------------ segment everything
+    def segment_everything(self, *, progress: bool = False, timeout: float | None = None, **params: Any) -> Any:
+        """Every object of the current image as proposals, shown over it as they are found
+        (what the *Everything* button and the E key do); waits and returns the result (a
+        ``Proposals``, sorted by predicted IoU, highest first).
+
+        ``params``: ``Segmenter.segment_everything``'s (``points_per_side=32``,
+        ``pred_iou_thresh=0.88``, ``stability_score_thresh=0.95``, ...). Then click a
+        proposal to accept it (shift + click rejects it), or call :meth:`accept` /
+        :meth:`accept_all`. A run still going is stopped first; ``ValueError`` /
+        ``TypeError`` name a bad parameter; finding nothing returns an empty result.
+        """
+        return self._session.segment_everything(progress=progress, timeout=timeout, **params)
+
+    @property
+    def everything_params(self) -> dict[str, Any]:
+        """The parameters the *Everything* button (and the E key) run with: a dict of
+        ``segment_everything`` parameters, ``{}`` (SAM's defaults) unless set, e.g.
+        ``w.everything_params = dict(points_per_side=16, pred_iou_thresh=0.8)``. Checked when
+        set (``ValueError`` / ``TypeError`` naming the bad one)."""
+        return dict(self._everything_params)
+
+    @everything_params.setter
+    def everything_params(self, params: dict[str, Any]) -> None:
+        if not isinstance(params, dict):
+            raise TypeError(f"everything_params must be a dict of segment_everything parameters, not {type(params).__name__}.")
+        self._session._engine.everything_params(dict(params))
+        self._everything_params = dict(params)
+
+    def stop_everything(self) -> bool:
+        """Stop a run that is going (the *Stop* button); it keeps what it found (partial)."""
+        return self._session.stop_everything()
+
+    @property
+    def proposals(self) -> Any | None:
+        """The current image's proposals (``Proposals``; partial while the run goes on), or None."""
+        return self._session.proposals
+
+    @property
+    def pending_proposals(self) -> tuple[int, ...]:
+        """Positions in :attr:`proposals` of those still shown (neither accepted nor rejected)."""
+        return self._session.pending_proposals
+
+    @property
+    def everything_run(self) -> Any | None:
+        """The run the current proposals come from (``.running``, ``.progress``, ``.partial``), or None."""
+        return self._session.everything_run
+
+    def accept(self, index: int, label: str | None = None) -> ObjectRecord:
+        """Proposal ``index`` (position in :attr:`proposals`) becomes an object (same as
+        clicking on it): editable, undoable, exported like any object."""
+        return self._session.accept(index, label)
+
+    def accept_all(self) -> tuple[ObjectRecord, ...]:
+        """Every proposal still shown becomes an object, largest first (*Accept all*; one undo step)."""
+        return self._session.accept_all()
+
+    def reject(self, index: int) -> "SamWidget":
+        """Hide proposal ``index`` (same as shift + clicking on it; undoable)."""
+        self._session.reject(index)
+        return self
+
+    def clear_proposals(self) -> "SamWidget":
+        """Hide every proposal (*Clear proposals*; undoable; stops a run that is going)."""
+        self._session.clear_proposals()
+        return self
+
     def on_change(self, callback: Callable[["SamWidget"], None], remove: bool = False) -> None:
         """Call ``callback(widget)`` after every change of the mask, the objects or the image.
 
@@ -364,14 +498,74 @@ class SamWidget(widgets.VBox):
         elif callback not in self._callbacks:
             self._callbacks.append(callback)
 
+    # ------------------------------------------------------------------ files (the session does the work)
+    @property
+    def autosave(self) -> Any:
+        """The autosave file (a ``Path``), or None."""
+        return self._session.autosave
+
+    def save(self, path: Any = None) -> Any:
+        """Write the whole session (every image, its objects with masks, labels, colours, scores,
+        prompts, ids; the current image; the model) to ``path`` as a session file, atomically;
+        ``None``: the autosave file, now. Load it with :meth:`SamWidget.load`. See
+        :meth:`Session.save <sam_widget.session.Session.save>`."""
+        return self._session.save(path)
+
+    @classmethod
+    def load(cls, path: Any, images: Any = None, *, hover: bool = False, **kwargs: Any) -> "SamWidget":
+        """A widget over a session saved with :meth:`save` (or by autosave), e.g. in a new
+        kernel: same images, objects, prompts, ids and current image; the undo history starts
+        fresh. ``images``: the pixels of images that were given in memory (checked by sha256);
+        ``kwargs``: the session's arguments (``autosave=True`` keeps saving into ``path``). See
+        :meth:`Session.load <sam_widget.session.Session.load>`."""
+        return cls._owning(Session.load(path, images, **kwargs), hover)
+
+    def to_coco(self, path: Any = None, **options: Any) -> dict:
+        """Every image and its objects as COCO instances JSON (written to ``path`` when given);
+        ``polygons=True`` for polygons. See :meth:`Session.to_coco <sam_widget.session.Session.to_coco>`."""
+        return self._session.to_coco(path, **options)
+
+    def export_png(self, out_dir: Any, **options: Any) -> list:
+        """Per image a label PNG equal to ``results[i].labels`` (``per_object=True``: one mask
+        PNG per object) into ``out_dir``. See :meth:`Session.export_png <sam_widget.session.Session.export_png>`."""
+        return self._session.export_png(out_dir, **options)
+
+    def measurements(self, **options: Any) -> Any:
+        """pandas DataFrame, one row per object of every image (area, bbox, centroid, perimeter,
+        ..., mean intensity; ``pixel_size=`` for physical units). See
+        :meth:`Session.measurements <sam_widget.session.Session.measurements>`."""
+        return self._session.measurements(**options)
+
+    @classmethod
+    def from_coco(cls, path: Any, image_dir: Any = None, *, images: Any = None, hover: bool = False, **kwargs: Any) -> "SamWidget":
+        """A widget over the images of a COCO file, every annotation an editable object. See
+        :meth:`Session.from_coco <sam_widget.session.Session.from_coco>`."""
+        return cls._owning(Session.from_coco(path, image_dir, images=images, **kwargs), hover)
+
+    def load_coco(self, path: Any, image_dir: Any = None) -> int:
+        """Add a COCO file's annotations as objects of these images; returns how many. See
+        :meth:`Session.load_coco <sam_widget.session.Session.load_coco>`."""
+        return self._session.load_coco(path, image_dir)
+
+    @classmethod
+    def _owning(cls, session: Session, hover: bool) -> "SamWidget":
+        try:
+            w = cls(session, hover=hover)
+        except BaseException:
+            session.close()
+            raise
+        w._owns_session = True  # made here: closing the widget closes it
+        return w
+
     def snapshot(self, full_size: bool = False) -> np.ndarray:
-        """A still picture of what the widget shows: the image, the objects, the current mask and
-        the prompts. ``h x w x 3`` uint8 RGB at the display size (``full_size=True``: the image's
-        size, full-resolution masks). Waits for a mask still being computed. Display it with
-        ``PIL.Image.fromarray(w.snapshot())``; save it with ``.save("selection.png")``.
+        """A still picture of what the widget shows: the image, the objects, the current mask,
+        the prompts and the "segment everything" proposals still shown. ``h x w x 3`` uint8 RGB
+        at the display size (``full_size=True``: the image's size, full-resolution masks). Waits
+        for a mask still being computed. Display it with ``PIL.Image.fromarray(w.snapshot())``;
+        save it with ``.save("selection.png")``.
         """
         self.candidates  # waits for the current answer, if one is being computed
-        return self._painter.picture(full_size)
+        return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
 
     # ================================================================== teaching and provenance
     @property
@@ -481,6 +675,24 @@ class SamWidget(widgets.VBox):
         c.cand.observe(lambda ch: c.syncing or ch["new"] is None or self._ui_call(self.select, ch["new"]), "value")
         c.refine_box.observe(lambda ch: setattr(self._session, "refine", bool(ch["new"])), "value")
         c.hover_box.observe(lambda ch: ch["new"] or self._session.stop_preview(), "value")
+        c.opacity_slider.observe(lambda ch: self._set_opacity(ch["new"]), "value")
+        c.obj_list.observe(lambda ch: c.syncing or self._focus.list_selected(ch["new"]), "value")
+
+    def _set_opacity(self, value: float) -> None:
+        with self._session.lock:
+            self._painter.opacity = float(value)
+            self._painter.render()
+
+    def _wire_everything(self) -> None:
+        e = self._everything_panel
+        e.run_btn.on_click(lambda _: self._ui_call(self._start_everything))
+        e.stop_btn.on_click(lambda _: self._ui_call(self.stop_everything))
+        e.accept_all_btn.on_click(lambda _: self._ui_call(self.accept_all))
+        e.clear_btn.on_click(lambda _: self._ui_call(self.clear_proposals))
+
+    def _start_everything(self) -> None:
+        """The *Everything* button / E key: start a run with the default parameters; return at once."""
+        self._session.start_everything(**self.everything_params)
 
     def _on_dom_event(self, ev: dict) -> None:
         """Every browser event on the canvas comes in here (ipyevents)."""

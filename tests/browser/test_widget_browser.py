@@ -213,8 +213,5 @@ iou = lambda a, b: float((a & b).sum() / max(1, (a | b).sum()))
     _idle(nb, "w.prompts.box is not None")
     assert nb.eval(f"iou(w.mask, demo.true_masks[{k}])") >= 0.8
     page.wait_for_timeout(300)
-    shot = screenshot(page, Path(browser_artifacts) / "widget.png")
-    if os.environ.get("SAM_WIDGET_README_SHOT"):
-        (REPO / "docs").mkdir(exist_ok=True)
-        canvas.locator("xpath=ancestor::div[contains(@class,'sam-widget')]").screenshot(path=str(REPO / "docs" / "widget.png"))
+    shot = screenshot(page, Path(browser_artifacts) / "widget.png")  # (the README's picture: test_display_browser.py)
     assert Path(shot).exists()
