@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Prompts", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color"]
+__all__ = [
+    "Prompts", "ChainStep", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color", "provenance_from_record",
+]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class PredictionSlot:
     asked for; ``error``: a message if the engine failed. ``base`` is ``(slot, selected)``
     of the step this one refines (``selected`` None = that step's best candidate);
     ``prompts``: the prompts it answers.
+
+    Set when the engine answers: ``source`` is ``(slot, candidate)`` of the answered step
+    whose candidate's low-res logits were this step's ``mask_input`` (None: answered from
+    the prompts alone), the provenance of a refinement chain; ``timings`` holds what the
+    answer cost (seconds per stage, see :mod:`sam_widget.session.explain`).
     """
 
     def __init__(self, base: "tuple[PredictionSlot, int | None] | None" = None, prompts: "Prompts | None" = None) -> None:
@@ -72,6 +79,8 @@ class PredictionSlot:
         self.mask_input: np.ndarray | None = None
         self.multimask: bool = True
         self.error: str | None = None
+        self.source: "tuple[PredictionSlot, int] | None" = None
+        self.timings: dict[str, Any] = {}
         self._done = threading.Event()
 
     @property
@@ -90,6 +99,54 @@ class PredictionSlot:
         return self._done.wait(timeout)
 
 
+class ChainStep(tuple):
+    """One earlier step of an object's refinement, the ``(prompts, candidate)`` pair of
+    :attr:`ObjectRecord.chain` (it unpacks as one): ``prompts`` were answered by the model and
+    candidate ``candidate``'s low-res logits became the next step's ``mask_input``.
+
+    A step with empty prompts stands for a mask the refinement started from (brought in
+    with ``add_object`` or a file, or an object whose logits were derived from its mask);
+    ``mask`` then holds that ``(H, W)`` bool mask when known (in memory only; session files
+    keep the empty step, not the mask). ``points`` / ``labels`` / ``box`` / ``candidate`` are
+    the field names of :class:`sam_widget.io.PromptRecord`.
+    """
+
+    mask: np.ndarray | None
+
+    def __new__(cls, prompts: Prompts, candidate: int | None = 0, mask: np.ndarray | None = None) -> "ChainStep":
+        step = super().__new__(cls, (prompts, candidate))
+        step.mask = mask
+        return step
+
+    def __getnewargs__(self) -> tuple:
+        return tuple(self)
+
+    @property
+    def prompts(self) -> Prompts:
+        return self[0]
+
+    @property
+    def candidate(self) -> int | None:
+        return self[1]
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        return self[0].points
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        return self[0].labels
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        return self[0].box
+
+    @property
+    def imported(self) -> bool:
+        """True for the start of a refinement of a mask brought in (no prompts)."""
+        return self[0].is_empty
+
+
 @dataclass(frozen=True)
 class ObjectRecord:
     """A committed object. ``mask`` is ``(H, W)`` bool at full image size (read-only).
@@ -103,8 +160,10 @@ class ObjectRecord:
     mask brought in); ``chain``: the earlier steps of its refinement, oldest first, as
     ``(prompts, candidate)`` pairs -- each step was answered by the model and its chosen
     candidate's logits were the ``mask_input`` of the next one (empty: ``prompts`` were
-    answered from the prompts alone). Both go into the session file, so that a loaded
-    object's logits can be recomputed exactly.
+    answered from the prompts alone; a first step with empty prompts: the refinement started
+    from a mask, see :class:`ChainStep`). Both go into the session file, so that a loaded
+    object's logits can be recomputed exactly. ``threshold``: the logit threshold the mask
+    was cut at (None: the model's, 0.0 for SAM). :meth:`to_code` turns them into code.
     """
 
     label: str
@@ -116,6 +175,46 @@ class ObjectRecord:
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
     candidate: int | None = field(default=None, compare=False)
     chain: tuple[tuple[Prompts, int | None], ...] = field(default=(), repr=False, compare=False)
+    threshold: float | None = field(default=None, compare=False)
+
+    @property
+    def imported(self) -> bool:
+        """True for a mask brought in (``add_object``, ``set_objects``, a file): no prompts made it."""
+        return self.prompts.is_empty and not self.chain
+
+    @property
+    def prompt_record(self) -> Any:
+        """The prompts with ``candidate`` and ``chain`` as a :class:`sam_widget.io.PromptRecord`
+        (what a session file stores, enough to regenerate :meth:`to_code`); None for an
+        imported mask."""
+        if self.imported:
+            return None
+        from .io.prompts import coerce_prompts
+
+        return coerce_prompts(
+            {
+                "points": self.prompts.points, "labels": self.prompts.labels, "box": self.prompts.box,
+                "candidate": self.candidate,
+                "chain": [{"points": p.points, "labels": p.labels, "box": p.box, "candidate": c} for p, c in self.chain],
+            },
+            f"object {self.id}",
+        )
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What a session file keeps besides the prompts: ``{"threshold": t}`` when the mask was
+        cut at a threshold other than the model's (else empty)."""
+        return {} if self.threshold is None else {"threshold": float(self.threshold)}
+
+    def to_code(self, predictor: str = "predictor", exact: bool = False) -> str:
+        """Python lines that make this object's mask again with a ``segment_anything``
+        ``SamPredictor`` named ``predictor`` whose image is already set (the rest of the cell:
+        ``SamWidget.to_code()``), ending with an assertion against the saved mask: bit for bit
+        with ``exact`` (masks made by ``Segmenter(exact=True)``), else IoU >= 0.99. For a mask
+        brought in (no prompts) the lines say so and only decode the saved mask."""
+        from .provenance import object_code
+
+        return object_code(self, predictor=predictor, exact=exact)
 
     @cached_property  # the mask never changes; the object list shows this on every redraw
     def area(self) -> int:
@@ -181,13 +280,14 @@ class Snapshot:
         logits: np.ndarray | None = None,
         candidate: int | None = None,
         chain: tuple[tuple[Prompts, int | None], ...] = (),
+        threshold: float | None = None,
     ) -> "Snapshot":
         """Keep ``mask`` ((H, W) bool, made read-only) as an object and clear the prompts.
 
         While editing, the edited object is replaced in place (same id, colour and, unless
         ``label`` is given, label); otherwise a new object "object N" is appended.
-        ``candidate`` / ``chain``: how the mask was made (see :class:`ObjectRecord`).
-        Raises ``ValueError`` for an empty mask.
+        ``candidate`` / ``chain`` / ``threshold``: how the mask was made (see
+        :class:`ObjectRecord`). Raises ``ValueError`` for an empty mask.
         """
         if not mask.any():
             raise ValueError("the current mask is empty; add prompts until it covers the object.")
@@ -198,13 +298,14 @@ class Snapshot:
             old = self.objects[i]
             new = replace(
                 old, label=label or old.label, mask=mask, score=float(score), prompts=self.prompts, logits=logits,
-                candidate=candidate, chain=tuple(chain),
+                candidate=candidate, chain=tuple(chain), threshold=threshold,
             )
             objects, next_id = self.objects[:i] + (new,) + self.objects[i + 1 :], self.next_object_id
         else:
             n = self.next_object_id
             new = ObjectRecord(
-                label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits, candidate, tuple(chain)
+                label or f"object {n}", object_color(n - 1), mask, float(score), self.prompts, n, logits, candidate, tuple(chain),
+                threshold,
             )
             objects, next_id = self.objects + (new,), n + 1
         return replace(self, prompts=Prompts(), slot=None, selected=0, objects=objects, next_object_id=next_id, editing=None)
@@ -267,6 +368,23 @@ class Snapshot:
         if not 0 <= index < n:
             raise IndexError(f"object {index} does not exist; there are {n} objects.")
         return int(index)
+
+
+def provenance_from_record(record: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``candidate``, ``chain`` and ``threshold`` keyword arguments for :class:`ObjectRecord`
+    from what a session file keeps: ``record`` a :class:`sam_widget.io.PromptRecord` (or None
+    for an imported mask), ``extra`` the object's extra dict (``{"threshold": t}``). The
+    inverse of :attr:`ObjectRecord.prompt_record` / :attr:`ObjectRecord.extra`."""
+    threshold = (extra or {}).get("threshold")
+    if record is None:
+        return {"candidate": None, "chain": (), "threshold": None if threshold is None else float(threshold)}
+    chain = tuple(
+        ChainStep(Prompts(tuple(map(tuple, st.points)), tuple(st.labels), st.box), 0 if st.candidate is None else int(st.candidate))
+        for st in (getattr(record, "chain", ()) or ())
+    )
+    candidate = getattr(record, "candidate", None)
+    return {"candidate": None if candidate is None else int(candidate), "chain": chain,
+            "threshold": None if threshold is None else float(threshold)}
 
 
 def object_color(index: int) -> tuple[int, int, int]:

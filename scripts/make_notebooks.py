@@ -127,27 +127,36 @@ teaching = [
 
 Segment Anything splits the work in two: a heavy **image encoder** runs once per image and
 produces an embedding; a light **prompt encoder + mask decoder** turns each prompt
-(points, a box, a previous mask) into masks in milliseconds. This notebook drives the
-widget from code (`add_point`, `add_box`), so it runs top to bottom without clicks — but you
-can click on the widget at any time.
+(points, a box, a previous mask) into masks in milliseconds. This notebook looks inside both
+with `explain()` — the same numbers the widget's **Explain** panel shows (key **X**) — and
+ends with the Python code that makes every mask again with plain `segment_anything`.
 
-It runs **offline** with `tiny_shapes`, a small SAM trained on synthetic shapes that ships
-with sam_widget, on a scene chosen for this tour: a brown rectangle with a small magenta
-shape lying inside it. The text describes what `tiny_shapes` does there, and every cell
-prints the numbers behind its figure. For the official model change one line:
-`MODEL = "vit_b"` (the clicks then land on the sample photo, and the figures differ).
+The tour's clicks are made from code on a headless `Session` (no widget), so its figures are
+always the same and the notebook never clicks in *your* widget: that one is below, for you to
+try the same things by hand. It runs **offline** with `tiny_shapes`, a small SAM trained on
+synthetic shapes that ships with sam_widget, on a scene chosen for this tour: a brown
+rectangle with a small magenta shape lying inside it. Every cell prints the numbers behind
+its figure. For the official model change one line: `MODEL = "vit_b"` (the clicks then land
+on the sample photo, and the figures differ).
 """),
     code("""
 import os
+import tempfile
+
 import matplotlib.pyplot as plt
 import numpy as np
-from sam_widget import SamWidget
+from PIL import Image
+from sam_widget import SamWidget, Segmenter, Session
 from sam_widget.demo import demo_setup
 
 MODEL = os.environ.get("SAM_WIDGET_MODEL", "tiny_shapes")   # "vit_b" for the official SAM
 demo = demo_setup(MODEL, seed=258)       # offline: synthetic scene 258 and its true masks
-w = SamWidget(demo.image, segmenter=demo.segmenter)
-H, W = w.image.shape[:2]
+# exact=True: SamPredictor's own computations, so the code at the end reproduces every mask bit for bit
+seg = Segmenter(demo.segmenter.sam, exact=True)
+image_file = os.path.join(tempfile.mkdtemp(), "scene.png")   # a file, so the generated code can name it
+Image.fromarray(demo.image).save(image_file)
+tour = Session(image_file, segmenter=seg).wait_ready()       # the tour: clicks made from code
+H, W = tour.image.shape[:2]
 if demo.true_masks is not None:
     click = (445, 233)                   # on the brown rectangle, beside the magenta shape
     inside = (445, 304)                  # on the magenta shape
@@ -157,6 +166,19 @@ else:                                    # a photo: no ground truth, generic poi
     click = demo.suggest_point()
     inside = (min(W - 1, click[0] + W // 8), click[1])
     rect = shape = None
+"""),
+    md("""
+## Your widget
+
+Click on an object (left click: positive point, right click: negative, drag: a box). The
+**Explain** panel beside the canvas is open (key **X** toggles it): the three candidates with
+their predicted IoU and stability score, the chosen candidate's low-resolution logits with
+your prompts on them, and a **threshold** slider — the mask on the canvas follows it. Below
+it, what the last click cost, stage by stage.
+"""),
+    code("""
+w = SamWidget(image_file, segmenter=seg)  # the same model: the embedding comes from its cache
+w.show_explain()
 w
 """),
     md("""
@@ -164,42 +186,43 @@ w
 
 A single point could mean a part, an object, or a group. SAM therefore answers a single
 click with **three candidate masks**, each with its own *predicted IoU* — the model's guess
-of how good that mask is. The widget selects the best-scoring one.
+of how good that mask is — and sam_widget adds each one's **stability score** (the measure
+SAM's automatic mask generator filters with: how little the mask changes when the threshold
+moves by ±1). The best-scoring candidate is selected.
 
 Here the click is on the brown rectangle. Does the magenta shape lying inside it belong to
 the object? `tiny_shapes` offers both answers: candidate 1 is the rectangle *with* the shape
 (filled), candidate 2 the rectangle *without* it (a hole where the shape lies), with almost
 the same predicted IoU. Its candidate 3 is a low-confidence guess (predicted IoU about 0.6,
-speckled): this small model learned only this one kind of ambiguity — an object with or
-without what lies on it — where the official SAM's three outputs typically are a part, an
-object and a group.
+speckled, stability 0): this small model learned only this one kind of ambiguity — an
+object with or without what lies on it — where the official SAM's three outputs typically
+are a part, an object and a group.
 """),
     code("""
-def overlay(ax, mask, title, color="cyan"):
-    ax.imshow(w.image)
+def overlay(ax, mask, title, prompts=None, color="cyan"):
+    prompts = prompts or tour.prompts
+    ax.imshow(tour.image)
     ax.imshow(np.ma.masked_where(~mask, mask), alpha=0.45, cmap="winter", vmin=0, vmax=1)
     if mask.any() and not mask.all():
         ax.contour(mask, levels=[0.5], colors=color, linewidths=1.5)
-    for (x, y), lab in zip(w.prompts.points, w.prompts.labels):
+    for (x, y), lab in zip(prompts.points, prompts.labels):
         ax.plot(x, y, marker="*", ms=16, color="lime" if lab else "red", mec="black")
-    if w.prompts.box is not None:
-        x0, y0, x1, y1 = w.prompts.box
+    if prompts.box is not None:
+        x0, y0, x1, y1 = prompts.box
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="yellow", lw=2))
     ax.set_title(title)
     ax.axis("off")
 
 
-def show(pred, title):
-    fig, axes = plt.subplots(1, len(pred), figsize=(4.5 * len(pred), 3.8), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        overlay(ax, pred.masks[i], f"candidate {i + 1}: predicted IoU {pred.scores[i]:.3f}")
-    fig.suptitle(title)
-    plt.show()
-
-
-w.add_point(*click)
-show(w.candidates, f"one positive click at {click}")
-print("selected candidate:", w.selected + 1)
+tour.add_point(*click)
+e = tour.explain()
+fig, axes = plt.subplots(1, len(e.scores), figsize=(4.5 * len(e.scores), 3.8), squeeze=False)
+for i, ax in enumerate(axes[0]):
+    overlay(ax, e.masks[i], f"candidate {i + 1}: IoU {e.scores[i]:.3f}, stability {e.stability[i]:.3f}")
+fig.suptitle(f"one positive click at {click}")
+plt.show()
+print(e.candidates.round(3))
+print("selected candidate:", e.chosen + 1)
 """),
     md("""
 The scene is synthetic, so we know the truth: for each candidate, how much of the magenta
@@ -210,16 +233,16 @@ def iou(a, b):
     return (a & b).sum() / max(1, (a | b).sum())
 
 if rect is not None:
-    for i, m in enumerate(w.candidates.masks):
-        print(f"candidate {i + 1}: predicted IoU {w.candidates.scores[i]:.3f}, covers {m[shape].mean():4.0%} of the shape, "
+    for i, m in enumerate(e.masks):
+        print(f"candidate {i + 1}: predicted IoU {e.scores[i]:.3f}, covers {m[shape].mean():4.0%} of the shape, "
               f"true IoU {iou(m, rect):.3f} with the rectangle alone, {iou(m, rect | shape):.3f} with rectangle + shape")
-    a, b = w.candidates.masks[:2]
+    a, b = e.masks[:2]
     print(f"candidates 1 and 2 differ in {(a ^ b).sum()} pixels ({1 - iou(a, b):.0%} of their union)")
 else:
     print("(a photo: no ground truth here)")
 """),
     md("""
-## 2. Refining: a negative point
+## 2. A negative point removes what it lies on
 
 Following SamPredictor's interactive recipe, every further prompt is answered with **one**
 mask, and the low-resolution logits of the mask you had selected are passed back as
@@ -227,11 +250,11 @@ mask, and the low-resolution logits of the mask you had selected are passed back
 the magenta shape takes the shape out of the selected mask, leaving a hole.
 """),
     code("""
-before = w.mask.copy()
-w.add_point(*inside, label=0)
-after = w.mask
+before, before_prompts = tour.mask, tour.prompts
+tour.add_point(*inside, label=0)
+after = tour.mask
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-overlay(axes[0], before, "before: the selected candidate")
+overlay(axes[0], before, "before: the selected candidate", prompts=before_prompts)
 overlay(axes[1], after, "after a negative point on the shape", color="orange")
 plt.show()
 print(f"{(before ^ after).sum()} pixels changed")
@@ -240,44 +263,55 @@ if rect is not None:
           f"true IoU with the rectangle alone: {iou(before, rect):.3f} before, {iou(after, rect):.3f} after")
 """),
     md("""
-The logits behind a mask: SAM predicts a low-resolution score map, four times its embedding
-grid — **64×64** for `tiny_shapes` (16×16 grid), **256×256** for the official models (64×64
-grid). The mask is where the upsampled scores are above 0, so one low-resolution pixel here
-covers 8×8 image pixels.
+## 3. Refinement needs the previous mask: `mask_input`
+
+Why pass the previous logits back? Ask the model the *same two points* without them (a
+session with `refine=False` answers every prompt change from the prompts alone, three
+candidates, best one selected): the negative point alone does not take the shape out — the
+model starts over and its best candidate keeps the shape. With `mask_input` it refines the
+mask it had given (left: the logits that were passed back, the earlier answer's).
 """),
     code("""
-logits = w.candidates.logits[0]
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-im = axes[0].imshow(logits, cmap="RdBu_r", vmin=-abs(logits).max(), vmax=abs(logits).max())
-axes[0].set_title(f"low-res logits {logits.shape[0]}x{logits.shape[1]}")
-fig.colorbar(im, ax=axes[0])
-axes[1].imshow(logits > 0, cmap="gray")
-axes[1].set_title("logits > 0")
+refined = tour.explain()
+rows, cols = (int(np.ceil(v)) for v in refined.valid_hw)   # the logits that cover the image (the rest is padding)
+plain = Session(image_file, segmenter=seg, refine=False).wait_ready()
+for (x, y), lab in zip(tour.prompts.points, tour.prompts.labels):
+    plain.add_point(x, y, lab)
+fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+mi = refined.mask_input[:rows, :cols]
+axes[0].imshow(mi, cmap="RdBu_r", norm=plt.matplotlib.colors.TwoSlopeNorm(0, min(mi.min(), -1e-6), max(mi.max(), 1e-6)))
+axes[0].set_title(f"mask_input: the earlier answer's logits")
+axes[0].axis("off")
+overlay(axes[1], refined.mask, "with mask_input (refine=True)", color="orange")
+overlay(axes[2], plain.mask, f"without: {len(plain.candidates)} candidates, best kept", prompts=plain.prompts, color="red")
 plt.show()
-print("logits:", logits.shape, "for an image of", w.image.shape[:2])
+if rect is not None:
+    print(f"shape covered: with mask_input {refined.mask[shape].mean():.0%}, without {plain.mask[shape].mean():.0%}")
+print(f"with mask_input: {len(refined.scores)} mask; without: {len(plain.candidates)} candidates")
+plain.close()
 """),
     md("""
-## 3. A click says where, a box says how far
+## 4. A click says where, a box says how far
 
-Esc (or `w.clear()`) removes the prompts. A click on the magenta shape is answered with the
+Esc (or `clear()`) removes the prompts. A click on the magenta shape is answered with the
 shape itself. Draw the rectangle's box instead (press, drag, release) and the answer is the
 whole rectangle, the shape inside it included: the box tells the model the object's extent,
 which one point cannot.
 """),
     code("""
-w.clear()
-w.add_point(*inside)
-clicked = w.mask.copy()
+tour.clear()
+tour.add_point(*inside)
+clicked, clicked_prompts = tour.mask, tour.prompts
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-overlay(axes[0], clicked, f"a click at {inside}")
-w.clear()
+overlay(axes[0], clicked, f"a click at {inside}", prompts=clicked_prompts)
+tour.clear()
 if rect is not None:
     ys, xs = np.nonzero(rect | shape)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 else:
     x0, y0, x1, y1 = max(0, click[0] - 60), max(0, click[1] - 60), min(W, click[0] + 60), min(H, click[1] + 60)
-w.add_box(x0, y0, x1, y1)
-boxed = w.mask
+tour.add_box(x0, y0, x1, y1)
+boxed = tour.mask
 overlay(axes[1], boxed, f"the box ({x0}, {y0}, {x1}, {y1})", color="yellow")
 plt.show()
 print(f"click: {clicked.sum()} px; box: {boxed.sum()} px")
@@ -286,17 +320,155 @@ if rect is not None:
           f"with rectangle + shape: click {iou(clicked, rect | shape):.3f}, box {iou(boxed, rect | shape):.3f}")
 """),
     md("""
-## 4. Keep it, and look at the timings
+## 5. The threshold: where the mask ends
 
-`commit` keeps the mask as an object; the encoder ran once, every prompt only ran the
-decoder.
+SAM predicts each mask as a low-resolution map of **logits**, four times its embedding grid
+— **64×64** for `tiny_shapes` (16×16 grid), **256×256** for the official models (64×64 grid)
+— upsampled to the image; the mask is where they exceed SAM's threshold, **0.0**. Raise
+the threshold and the mask shrinks to where the model is surest; lower it and it grows (in
+the widget: the Explain panel's slider, or `w.threshold = 0.5`). The stability score is
+exactly this: the mask cut at +1 divided by the mask cut at −1. `tiny_shapes`' logits fall
+steeply at the rectangle's edges, so ±0.5 moves the edge by less than one low-resolution
+pixel (a few per cent of the area); where a model is unsure — logits close to 0 over a wide
+band — the threshold moves the edge much further, and the stability score is low.
 """),
     code("""
-obj = w.commit("my object")
-st = w.segmenter.stats
-print(f"object {obj.label!r}: {obj.area} px, predicted IoU {obj.score:.3f}")
-print(f"image encoder: {st['encoder_calls']} call(s), last {st['last_encode_s'] or 0:.2f} s")
-print(f"mask decoder:  {st['decoder_calls']} calls, last {1000 * st['last_decode_s']:.1f} ms")
+tour.clear()
+tour.add_point(*click)                   # the first answer again (a cached embedding: no encoder)
+e = tour.explain()
+lo, hi = e.logits_range
+thresholds = [t for t in (-1.0, -0.5, 0.0, 0.5, 1.0) if lo <= t <= hi]
+areas = {}
+for t in thresholds:
+    tour.threshold = t                   # the session asks the engine for the mask at t
+    areas[t] = int(tour.mask.sum())
+tour.threshold = 0.0
+fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+rows, cols = (int(np.ceil(v)) for v in e.valid_hw)          # the part of the logits over the image
+logits = e.logits[:rows, :cols]
+ys, xs = np.nonzero(logits > max(-1.0, lo / 2))              # zoom in on the object
+y0, y1, x0, x1 = max(0, ys.min() - 3), min(rows, ys.max() + 4), max(0, xs.min() - 3), min(cols, xs.max() + 4)
+norm = plt.matplotlib.colors.TwoSlopeNorm(0.0, lo, hi)
+im = axes[0].imshow(logits, cmap="RdBu_r", norm=norm)
+lines = []
+for t, color in ((-0.5, "tab:green"), (0.0, "black"), (0.5, "tab:purple")):
+    if lo < t < hi:
+        axes[0].contour(logits, levels=[t], colors=color, linewidths=1.2)
+        lines.append(plt.Line2D([], [], color=color, label=f"threshold {t:+.1f}"))
+for x, y, lab in e.markers:
+    axes[0].plot(x, y, marker="*", ms=12, color="lime" if lab else "red", mec="black")
+axes[0].set_xlim(x0 - 0.5, x1 - 0.5)
+axes[0].set_ylim(y1 - 0.5, y0 - 0.5)
+axes[0].legend(handles=lines, loc="lower left", fontsize=8)
+axes[0].set_title("the chosen candidate's logits (0 = white)")
+fig.colorbar(im, ax=axes[0])
+axes[1].plot(list(areas), list(areas.values()), "o-")
+axes[1].set_xlabel("threshold (logit)")
+axes[1].set_ylabel("mask pixels")
+axes[1].set_title("a higher threshold, a smaller mask")
+plt.show()
+print("logits:", e.logits.shape, "for an image of", (H, W), f"range [{lo:.2f}, {hi:.2f}]")
+for t, a in areas.items():
+    print(f"threshold {t:+.1f}: {a} pixels")
+if -1.0 in areas and 1.0 in areas:
+    print(f"stability from the areas: {areas[1.0]} / {areas[-1.0]} = {areas[1.0] / areas[-1.0]:.4f}; "
+          f"explain() says {e.stability[e.chosen]:.4f}")
+"""),
+    md("""
+## 6. What the encoder costs, and what a click costs
+
+`explain().timings` breaks the last prediction into stages; `explain().embedding` says how
+the image's embedding was made. The image encoder ran once, when the tour's session set the
+image; every prompt since only ran the prompt encoder and the mask decoder. (Your widget
+shares the tour's segmenter: when one of them predicts after the other, it sets its image
+again from the memory cache, in milliseconds — the timings say so. Times are this
+machine's, today; on a busy machine they vary.) `tiny_shapes` is small, so its encoder costs
+only a few clicks; the official `vit_b` on a 2-core CPU takes about 5 s to encode and 30 ms
+per click — some 160 clicks (README, *Performance*).
+"""),
+    code("""
+clicks = []
+for k in range(5):                       # five more clicks: each one is decoder work only
+    tour.clear()
+    tour.add_point(click[0] + 3 * k, click[1])
+    clicks.append(tour.explain().timings.loc["prompt encoder + mask decoder", "seconds"])
+e = tour.explain()
+t = e.timings
+print(t[["seconds", "note"]].to_string(na_rep="–"))
+emb = e.embedding                        # how the tour's image was encoded, once
+encoder_s = emb["seconds"]
+click_s = float(np.median(clicks))
+fig, ax = plt.subplots(figsize=(7, 2.4))
+bars = ax.barh(["image encoder\\n(once per image)", "a click\\n(median of 5)"], [encoder_s * 1000, click_s * 1000],
+               color=["#b2182b", "#2166ac"])
+ax.bar_label(bars, fmt="%.1f ms", padding=3)
+ax.set_xlabel("milliseconds")
+ax.set_xlim(0, encoder_s * 1000 * 1.25)
+plt.show()
+tot = e.totals
+print(f"image encoder: {tot['encoder_calls']} call(s), {encoder_s * 1000:.0f} ms for set_image ({emb['source']}: "
+      f"preprocessing {emb.get('preprocess_s', 0) * 1000:.0f} ms + encoder {emb.get('encoder_s', 0) * 1000:.0f} ms)")
+print(f"mask decoder: {tot['decoder_calls']} calls, a click {click_s * 1000:.1f} ms (median): the encoder costs about {encoder_s / click_s:.0f} clicks")
+"""),
+    md("""
+## 7. Keep the masks, and the code that makes them again
+
+`commit` keeps a mask as an object, with how it was made: its prompts, the candidate kept,
+every refinement step and the threshold. `to_code()` turns that into a Python cell for
+plain `segment_anything` (`sam_model_registry`, `SamPredictor`) that makes every mask again
+and asserts it equals the saved one — bit for bit here, because the tour's segmenter runs in
+exact mode (the fast default promises IoU ≥ 0.99, and the code says so). The widget's
+`w.to_code()` does the same for your objects; `obj.to_code()` for one.
+"""),
+    code("""
+tour.clear()
+tour.add_point(*click)
+tour.add_point(*inside, label=0)          # section 2's refinement: two predict calls
+tour.commit("rectangle")
+if rect is not None:
+    ys, xs = np.nonzero(rect | shape)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+else:
+    box = (max(0, click[0] - 60), max(0, click[1] - 60), min(W, click[0] + 60), min(H, click[1] + 60))
+tour.add_box(*box)                       # section 4's box: one predict call
+tour.commit("rectangle with the shape")
+code = tour.to_code()
+print(code)
+"""),
+    md("""
+Run it in a **new Python process**, as someone without sam_widget's session would (a model
+made in memory, like the tests' random one, is handed over through the cell's `sam_model`
+hook instead):
+"""),
+    code("""
+import subprocess
+import sys
+
+if tour.model_info()["name"] == "custom":   # no file to load it from: hand it over
+    exec(code, {"sam_model": seg.sam})
+else:
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    print(run.stdout.strip() or run.stderr[-2000:])
+"""),
+    md("""
+## Your own click
+
+Click on an object in your widget above, open Explain (**X**) and move the slider; then run
+this cell: `w.explain()` holds the numbers the panel shows, and `w.threshold` the slider's
+value.
+"""),
+    code("""
+# Scripted runs only (the tests set SAM_WIDGET_AUTOCLICK=1): click where a person would.
+if os.environ.get("SAM_WIDGET_AUTOCLICK") == "1" and w.prompts.is_empty:
+    w.add_point(*click)
+
+if w.prompts.is_empty:
+    print("No prompts in your widget yet: click on an object above, then run this cell again.")
+else:
+    mine = w.explain()
+    print(f"your widget: {len(mine.scores)} candidate(s), threshold {w.threshold:g}, "
+          f"{mine.bytes_sent} bytes sent to the browser for the last mask")
+    display(mine)
 """),
 ]
 

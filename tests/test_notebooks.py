@@ -65,6 +65,7 @@ def test_teaching_runs_with_a_random_tiny_model(monkeypatch):
     out = run_notebook("teaching", monkeypatch, "random_tiny")
     assert "selected candidate:" in out
     assert re.search(r"image encoder: 1 call\(s\)", out)  # encoded once, every prompt only decoded
+    assert "2 mask(s) reproduced, bit for bit" in out  # a model made in memory: through the sam_model hook
 
 
 @pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="tiny_shapes weights not built yet")
@@ -90,7 +91,21 @@ def test_teaching_shows_what_it_claims_with_the_offline_model(monkeypatch):
     click_shape, box_shape, click_whole, box_whole = map(float, m.groups())
     assert click_shape >= 0.7 and click_whole <= 0.2
     assert box_whole >= 0.9 and box_shape <= 0.2
-    assert re.search(r"image encoder: 1 call\(s\)", out)
+    # refinement: the same two points without mask_input keep the shape the negative point removed
+    with_mi, without = map(int, re.search(r"shape covered: with mask_input (\d+)%, without (\d+)%", out).groups())
+    assert with_mi <= 40 and without >= 80
+    # the threshold: a higher one, a smaller mask; the stability score is the +1 / -1 area ratio
+    areas = [int(a) for a in re.findall(r"threshold [+-]\d\.\d: (\d+) pixels", out)]
+    assert len(areas) == 5 and all(a > b for a, b in zip(areas, areas[1:])), areas
+    ratio, said = re.search(r"stability from the areas: \d+ / \d+ = ([0-9.]+); explain\(\) says ([0-9.]+)", out).groups()
+    assert ratio == said
+    # timings: the encoder ran once, the clicks were decoder work; the numbers are printed, not judged here
+    assert re.search(r"image encoder: 1 call\(s\), \d+ ms for set_image \(encoder: preprocessing", out)
+    assert re.search(r"a click [0-9.]+ ms \(median\)", out)
+    # the generated code, run in a new process, makes both masks again bit for bit
+    assert "sam_model_registry" in out and "2 mask(s) reproduced, bit for bit" in out
+    # the reader's own widget (clicked here because the test asks for it)
+    assert re.search(r"your widget: 3 candidate\(s\), threshold 0, \d+ bytes sent to the browser", out)
 
 
 def test_run_all_in_the_quickstart_waits_for_the_user(monkeypatch):
@@ -106,6 +121,16 @@ def test_run_all_in_the_quickstart_waits_for_the_user(monkeypatch):
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
                and "application/vnd.jupyter.widget-view+json" not in o["data"]]  # the widget's own picture aside
     assert figures == []  # no figure of an empty mask
+
+
+def test_run_all_in_the_teaching_notebook_never_clicks_in_the_readers_widget(monkeypatch):
+    """The tour clicks on its own headless session; the reader's widget is left alone."""
+    state = 'print("STATE", len(w.prompts.points), w.prompts.box, len(w.objects), int(w.mask.sum()), w._explain.visible)'
+    nb = execute("teaching", monkeypatch, "random_tiny", autoclick=False, extra=[state])
+    out = "\n".join(cell_text(c) for c in nb.cells)
+    assert "STATE 0 None 0 0 True" in out  # nothing clicked or kept; the Explain panel open for the reader
+    assert "No prompts in your widget yet: click on an object above" in out
+    assert "selected candidate:" in out  # the tour itself ran
 
 
 def test_offline_quickstart_explains_itself_in_one_line(monkeypatch, tmp_path):

@@ -679,6 +679,7 @@ def load_sam(
     sam = _build_from_state_dict(state, CHECKPOINTS[model_type].config, path, model_type)
     del state  # the model holds the tensors now; let a bf16 conversion free the fp32 ones
     sam._sam_widget_model_type = model_type  # read by Segmenter.model_name
+    sam._sam_widget_checkpoint = os.path.abspath(os.fspath(path))  # read by provenance (to_code)
     return _apply_precision(sam.to(dev).eval(), precision, dev)
 
 

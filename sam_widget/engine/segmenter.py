@@ -95,12 +95,17 @@ class Prediction:
             masks = self._masks = self._upscaler.full(self.logits)
         return masks
 
-    def mask(self, index: int) -> np.ndarray:
+    def mask(self, index: int, threshold: float | None = None) -> np.ndarray:
         """Candidate ``index`` as an ``(H, W)`` bool mask at the original image size.
 
-        Cheaper than ``masks[index]`` when only one candidate is needed.
+        Cheaper than ``masks[index]`` when only one candidate is needed. ``threshold``: the
+        logit a pixel must exceed (None: the model's ``mask_threshold``, 0.0 for SAM); a
+        mask at another threshold is computed each time (not cached), with the same
+        upsampling as ``Sam.postprocess_masks``.
         """
         index = self._check_index(index)
+        if threshold is not None and float(threshold) != self._upscaler.threshold:
+            return self._upscaler.full(self.logits[index : index + 1], float(threshold))[0]
         masks = self._masks
         if masks is not None:
             return masks[index]
@@ -125,20 +130,27 @@ class Prediction:
         self._masks = None
         self._single = {}
 
-    def mask_at_size(self, index: int, size: tuple[int, int]) -> np.ndarray:
+    def mask_at_size(self, index: int, size: tuple[int, int], threshold: float | None = None) -> np.ndarray:
         """Candidate ``index`` resampled straight from the logits to ``size = (h, w)``.
 
         For display: costs ``h * w`` work instead of the full image's, resampling the valid
         part of the logits once (the full-size path resamples twice, as SamPredictor does,
         so edges may differ by a fraction of a display pixel). ``(h, w)`` should keep the
         image's aspect ratio. At the image's own size this is exactly ``masks[index]``.
+        ``threshold``: as for :meth:`mask`.
         """
         index = self._check_index(index)
         if tuple(size) == tuple(self.image_size):
-            return self.mask(index)
-        if self.display_masks is not None and tuple(size) == self.display_size:
+            return self.mask(index, threshold)
+        same = threshold is None or float(threshold) == self._upscaler.threshold
+        if same and self.display_masks is not None and tuple(size) == self.display_size:
             return self.display_masks[index]
-        return self._upscaler.to_display(self.logits[index : index + 1], size)[0]
+        return self._upscaler.to_display(self.logits[index : index + 1], size, threshold)[0]
+
+    @property
+    def mask_threshold(self) -> float:
+        """The model's logit threshold (``Sam.mask_threshold``, 0.0 for SAM)."""
+        return float(self._upscaler.threshold)
 
     def display_mask(self, index: int) -> np.ndarray:
         """Candidate ``index`` at the ``display_size`` given to ``predict``: ``(h, w)`` bool.
@@ -171,7 +183,9 @@ class _Upscaler:
         self.original_size = original_size
 
     @torch.no_grad()
-    def to_size(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    def to_size(
+        self, logits: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float | None = None
+    ) -> np.ndarray:
         # candidates as a batch of one-channel planes: the same bilinear maths per plane, and
         # up to ~3x faster than one 3-channel image with torch's CPU kernel (measured, 1 thread)
         if isinstance(logits, torch.Tensor):
@@ -181,13 +195,15 @@ class _Upscaler:
         t = F.interpolate(t, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
         t = t[..., : self.input_size[0], : self.input_size[1]]
         t = F.interpolate(t, tuple(size), mode="bilinear", align_corners=False)
-        return (t[:, 0] > self.threshold).cpu().numpy()
+        return (t[:, 0] > (self.threshold if threshold is None else threshold)).cpu().numpy()
 
-    def full(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
-        return self.to_size(logits, self.original_size)
+    def full(self, logits: np.ndarray | torch.Tensor, threshold: float | None = None) -> np.ndarray:
+        return self.to_size(logits, self.original_size, threshold)
 
     @torch.no_grad()
-    def to_display(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    def to_display(
+        self, logits: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float | None = None
+    ) -> np.ndarray:
         """One resampling from the valid low-res crop straight to ``size`` (for display).
 
         Skips the ``img_size``² intermediate of :meth:`to_size`; the crop is rounded up to
@@ -204,7 +220,7 @@ class _Upscaler:
         else:
             t = torch.from_numpy(np.ascontiguousarray(logits[..., :r, :c]))[:, None]
         t = F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=False)
-        return (t[:, 0, : size[0], : size[1]] > self.threshold).cpu().numpy()
+        return (t[:, 0, : size[0], : size[1]] > (self.threshold if threshold is None else threshold)).cpu().numpy()
 
 
 class Segmenter:
@@ -300,6 +316,9 @@ class Segmenter:
             "last_encode_s": None,
             "last_decode_s": None,
             "last_set_image_s": None,
+            "last_preprocess_s": None,
+            "last_decoder_s": None,
+            "last_upscale_s": None,
         }
 
     # ------------------------------------------------------------------ construction
@@ -583,6 +602,7 @@ class Segmenter:
         x = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         input_size = (int(x.shape[-2]), int(x.shape[-1]))
         x = self.sam.preprocess(x)
+        preprocess_s = time.perf_counter() - t0
         enc = self.sam.image_encoder
         if not isinstance(enc, ImageEncoderViT):
             features = enc(x)
@@ -593,6 +613,7 @@ class Segmenter:
         with self._stats_lock:
             self.stats["encoder_calls"] += 1
             self.stats["last_encode_s"] = time.perf_counter() - t0
+            self.stats["last_preprocess_s"] = preprocess_s  # resize + normalise, part of last_encode_s
         return features, (int(rgb.shape[0]), int(rgb.shape[1])), input_size
 
     def reset_image(self) -> None:
@@ -731,6 +752,7 @@ class Segmenter:
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
+        t1 = time.perf_counter()
         upscaler = _Upscaler(self.sam, self._input_size, orig)
         masks = None
         if self.exact:
@@ -743,6 +765,7 @@ class Segmenter:
             display = masks
         elif display_size is not None:
             display = upscaler.to_display(low_res[0], display_size)
+        t2 = time.perf_counter()
         pred = Prediction(
             scores=iou[0].float().cpu().numpy(),
             logits=low_res[0].float().cpu().numpy(),
@@ -753,6 +776,8 @@ class Segmenter:
         )
         self.stats["decoder_calls"] += 1
         self.stats["last_decode_s"] = time.perf_counter() - t0
+        self.stats["last_decoder_s"] = t1 - t0  # prompt encoder + mask decoder
+        self.stats["last_upscale_s"] = t2 - t1  # display masks, and full-size ones in exact mode (lazy otherwise)
         return pred
 
 

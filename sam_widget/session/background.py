@@ -187,6 +187,7 @@ class Background:
             slot.fail(str(exc))
             s.error = f"prediction failed: {exc}"
         else:
+            slot.timings = dict(s._engine.last_timing)
             slot.fill(pred, mask_input, multimask)
             s._budget.touch(pred)
             s.stats["predictions"] += 1
@@ -204,7 +205,10 @@ class Background:
         pred = bslot.prediction
         sel = bsel if bsel is not None else pred.best
         if pred.logits is None:  # a loaded object (its chain replayed) or a mask brought in (from the mask)
-            pred.logits = logits_for(self.s, page, pred.object)
+            note: dict = {}
+            pred.logits = logits_for(self.s, page, pred.object, note)
+            pred.from_mask = bool(note.get("from_mask"))  # provenance: the chain then starts from the mask
+        slot.source = (bslot, sel)  # provenance: this step refines that one's candidate
         return pred.logits[sel : sel + 1], False
 
     def compute_preview(self, point: tuple[int, int]) -> None:

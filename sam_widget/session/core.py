@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -37,6 +38,10 @@ from .notify import Notifier
 from .pages import DEFAULT_MASK_BUDGET, MaskBudget, Page, Pages, Results, StoredAnswer
 from .provenance import provenance
 from .status import SessionStatus
+from .threshold import check_threshold, cut_mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .explain import Explanation
 
 __all__ = ["Session", "SessionListener", "Preview"]
 
@@ -130,6 +135,7 @@ class Session(SessionFiles):
         self.preview: Preview | None = None
         self._preview_wanted: tuple[int, tuple[int, int]] | None = None
         self.stats: dict[str, int] = {"predictions": 0, "previews": 0, "events": 0}
+        self._threshold: float | None = None  # None: the model's mask_threshold (0.0 for SAM)
         self._closed = False
         self._pages.enter(self._init_files(autosave, _restore))  # restores saved work (may raise; nothing runs yet)
         self._notifier = Notifier(self)
@@ -253,13 +259,14 @@ class Session(SessionFiles):
 
     @property
     def mask(self) -> np.ndarray:
-        """``(H, W)`` bool: the chosen candidate (all False without prompts); a new array."""
+        """``(H, W)`` bool: the chosen candidate at :attr:`threshold` (all False without
+        prompts); a new array."""
         snap = self.current
         if snap.slot is None:
             return np.zeros(self.image.shape[:2], bool)
         self._wait_slot(snap.slot)
         pred = snap.slot.prediction
-        out = pred.mask(selected_of(snap)).copy()
+        out = cut_mask(pred, selected_of(snap), self._threshold).copy()
         self._budget.touch(pred)
         return out
 
@@ -342,11 +349,12 @@ class Session(SessionFiles):
             raise ValueError("there is no mask to commit: add a point or a box first.")
         self._wait_slot(snap.slot)
         sel, pred = selected_of(snap), snap.slot.prediction
-        mask = np.array(pred.mask(sel), dtype=bool)
+        mask = np.array(cut_mask(pred, sel, self._threshold), dtype=bool)
         self._budget.touch(pred)
         logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
         candidate, chain = provenance(snap, sel)  # kept in the session file (see provenance.py)
-        new = snap.commit(mask, float(pred.scores[sel]), label, logits, candidate, chain)
+        threshold = pred.object.threshold if isinstance(pred, StoredAnswer) else self._threshold
+        new = snap.commit(mask, float(pred.scores[sel]), label, logits, candidate, chain, threshold)
         self._push(new)
         i = snap.editing_index
         return new.objects[i if i is not None else -1]
@@ -629,12 +637,76 @@ class Session(SessionFiles):
 
     # ================================================================== display (for views)
     def display_mask(self) -> np.ndarray | None:
-        """The chosen candidate at the display size (for an overlay), or None if there is none yet."""
+        """The chosen candidate at the display size and :attr:`threshold` (for an overlay), or
+        None if there is none yet. How long it took is kept in the slot's ``timings``."""
         snap = self.current
         pred = snap.prediction
         if pred is None:
             return None
-        return pred.mask_at_size(selected_of(snap), self.viewport.display_hw)
+        t0 = time.perf_counter()
+        hw = self.viewport.display_hw
+        out = cut_mask(pred, selected_of(snap), self._threshold, hw)
+        snap.slot.timings.update(display_s=time.perf_counter() - t0, display_hw=tuple(hw))
+        return out
+
+    # ================================================================== teaching and provenance
+    @property
+    def threshold(self) -> float:
+        """The logit threshold the current mask is cut at: a pixel is in the mask where the
+        upsampled logits exceed it. SAM's is 0.0 (``Sam.mask_threshold``); higher values give
+        smaller masks, lower ones larger. Applies to :attr:`mask`, the overlay and
+        :meth:`commit` (the object remembers it); not to an object being edited before new
+        prompts (its kept mask is shown).
+
+        Setting it: ``TypeError`` for a non-number, ``ValueError`` for NaN / infinity or a
+        value outside the current candidate's low-res logits' range (``explain().logits_range``;
+        without logits any finite number is taken). The state is unchanged then.
+        """
+        return self._engine.mask_threshold if self._threshold is None else self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        t = check_threshold(value, self._logits_range())
+        self._threshold = None if t == self._engine.mask_threshold else t
+        self._notifier.changed()
+
+    def _logits_range(self) -> tuple[float, float] | None:
+        snap = self.current
+        pred = snap.prediction
+        if pred is None or getattr(pred, "logits", None) is None:
+            return None
+        lg = pred.logits[selected_of(snap)]
+        return float(lg.min()), float(lg.max())
+
+    def explain(self, size: tuple[int, int] | None = None) -> "Explanation":
+        """What the model did for the current prompts, as data (the *Explain* panel's content):
+        the candidates with predicted IoU and stability score, the chosen one's low-res logits,
+        the mask at :attr:`threshold`, the prompts in logit coordinates, per-stage timings and
+        totals. ``size``: ``(h, w)`` of the returned masks (default: the image's). Waits for
+        an answer being computed. See :class:`~sam_widget.session.explain.Explanation`."""
+        from .explain import explain
+
+        return explain(self, size)
+
+    def to_code(self, index: int | None = None, objects: Any = None) -> str:
+        """A Python cell that makes the objects' masks again with plain ``segment_anything``
+        (``sam_model_registry``, ``SamPredictor``): the checkpoint, the image, every object's
+        chain of ``predict`` calls (refinements pass the previous low-res logits as
+        ``mask_input``), the kept candidate, and an assertion against the saved mask
+        (bit-identical in exact mode, IoU >= 0.99 otherwise).
+
+        ``index``: one image (default: every image with objects); ``objects``: positions in
+        that image's objects (default: all). No objects: a valid cell that only says so.
+        See :mod:`sam_widget.provenance`.
+        """
+        from ..provenance import session_code
+
+        return session_code(self, index=index, objects=objects)
+
+    def model_info(self) -> dict[str, Any]:
+        """How the model can be built again: ``name``, ``checkpoint`` (absolute path or None),
+        ``exact``, ``precision``, ``device`` (for a session file's ``model`` entry)."""
+        return self._engine.model_info()
 
 
 def selected_of(snap: Snapshot) -> int:

@@ -9,6 +9,7 @@ is loaded (on the worker thread), never here at import time.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,8 @@ class EngineLink:
                 model = "vit_b"
         self.segmenter = segmenter
         self._spec = (model, checkpoint, device, cache_dir, precision)
+        self.last_timing: dict[str, Any] = {}  # what the last predict cost (worker thread), see predict
+        self._reset: dict[int, dict[str, Any]] = {}  # page id -> how its image was set again, for its next predict
         if segmenter is not None:
             self.label = segmenter.model_name
         else:
@@ -99,11 +102,36 @@ class EngineLink:
 
     # ------------------------------------------------------------------ per image
     def set_image(self, page: Any, rgb: np.ndarray) -> None:
-        """Make ``rgb`` (page ``page``'s pixels) the segmenter's image: encoded or a cache hit."""
+        """Make ``rgb`` (page ``page``'s pixels) the segmenter's image: encoded or a cache hit.
+
+        ``page.embedding`` records how the first time (see :meth:`_set_image`); a later set
+        (another image took the segmenter meanwhile) is reported by the page's next predict."""
         seg = self.segmenter
         with seg.exclusive():
-            seg.set_image(rgb)
+            record = self._set_image(seg, rgb, getattr(page, "prefetched", False))
+            if getattr(page, "embedding", None) is None:
+                page.embedding = record
+            else:
+                self._reset[id(page)] = record
             page.seg_image = seg.image
+
+    @staticmethod
+    def _set_image(seg: Any, rgb: np.ndarray, prefetched: bool = False) -> dict[str, Any]:
+        """``seg.set_image(rgb)``; returns how the embedding was had: ``source`` ("encoder",
+        "memory", "disk", or "prefetch" for a memory hit on an embedding computed in the
+        background), ``seconds`` (the whole set_image), and for the encoder ``preprocess_s``
+        (resize + normalise) and ``encoder_s`` (the image encoder itself)."""
+        st = seg.stats
+        before = (st.get("encoder_calls", 0), st.get("disk_hits", 0))
+        t0 = time.perf_counter()
+        seg.set_image(rgb)
+        seconds = time.perf_counter() - t0
+        if st.get("encoder_calls", 0) != before[0]:
+            pre = st.get("last_preprocess_s") or 0.0
+            return {"source": "encoder", "seconds": seconds, "preprocess_s": pre,
+                    "encoder_s": max(0.0, (st.get("last_encode_s") or seconds) - pre)}
+        source = "disk" if st.get("disk_hits", 0) != before[1] else ("prefetch" if prefetched else "memory")
+        return {"source": source, "seconds": seconds}
 
     def predict(self, page: Any, rgb: np.ndarray, **kwargs: Any) -> Any:
         """``Segmenter.predict(**kwargs)`` on page ``page``'s image (``rgb``).
@@ -114,10 +142,18 @@ class EngineLink:
         """
         seg = self.segmenter
         with seg.exclusive():
+            embedding = self._reset.pop(id(page), None)
             if seg.image is None or seg.image is not page.seg_image:
-                seg.set_image(rgb)
+                embedding = self._set_image(seg, rgb)
                 page.seg_image = seg.image
-            return seg.predict(**kwargs)
+            pred = seg.predict(**kwargs)
+            st = seg.stats
+            self.last_timing = {
+                "embedding": embedding,  # None: the image was the segmenter's already
+                "decoder_s": st.get("last_decoder_s"),
+                "upscale_s": st.get("last_upscale_s"),
+            }
+            return pred
 
     def prefetch(self, rgb: np.ndarray) -> bool:
         """Encode ``rgb`` into the embedding cache in the background (True if the encoder ran)."""
@@ -150,3 +186,39 @@ class EngineLink:
                 page.seg_image = seg.image
 
         return segment_everything(self.segmenter, params, prepare=prepare, **kwargs)
+
+    # ------------------------------------------------------------------ explain view
+    def candidate_stats(self, logits: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(stability, area)`` of ``(C, h, w)`` logits: segment_anything's stability scores and
+        the masks' pixel counts at the model's threshold (``engine.explain.candidate_stats``)."""
+        from ..engine.explain import candidate_stats
+
+        return candidate_stats(self.segmenter, logits, image_hw)
+
+    def geometry(self, image_hw: tuple[int, int]) -> Any:
+        """Where an image of ``image_hw`` lies on the low-res logits (``engine.explain.LogitGeometry``)."""
+        from ..engine.explain import logit_geometry
+
+        return logit_geometry(self.segmenter, image_hw)
+
+    @property
+    def mask_threshold(self) -> float:
+        """The model's logit threshold (0.0 for SAM); 0.0 until the model is loaded."""
+        seg = self.segmenter
+        return 0.0 if seg is None else float(seg.sam.mask_threshold)
+
+    def model_info(self) -> dict[str, Any]:
+        """How to build this model again: ``name`` ("vit_b", "tiny_shapes", "custom", ...),
+        ``checkpoint`` (absolute path or None), ``exact``, ``precision``, ``device``."""
+        seg = self.segmenter
+        model, checkpoint, device, _cache, precision = self._spec
+        if seg is None:
+            return {"name": model, "checkpoint": None if checkpoint is None else os.path.abspath(os.fspath(checkpoint)),
+                    "exact": False, "precision": precision, "device": str(device)}
+        return {
+            "name": seg.model_name,
+            "checkpoint": getattr(seg.sam, "_sam_widget_checkpoint", None),
+            "exact": bool(seg.exact),
+            "precision": str(getattr(seg, "precision", "fp32")),
+            "device": str(seg.device),
+        }

@@ -67,7 +67,7 @@ class Notifier:
         s = self.session
         snap = s.current
         if snap.prediction is not None:
-            mask_key = (snap.slot, selected_of(snap))
+            mask_key = (snap.slot, selected_of(snap), s._threshold)
         elif snap.slot is None:
             mask_key = None
         else:  # still being computed: the mask has not changed yet

@@ -55,6 +55,7 @@ class Page:
         self.encode_started: float | None = None
         self.encode_s: float | None = None  # None: the embedding came from a cache / prefetch
         self.prefetched = False  # its embedding was computed in the background
+        self.embedding: dict | None = None  # how the embedding was had (EngineLink.set_image)
 
 
 class Pages:

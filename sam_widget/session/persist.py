@@ -56,15 +56,11 @@ class RestorePlan:
 
 # ================================================================== writing
 def model_record(session: "Session") -> dict[str, Any]:
-    """``{"name", "checkpoint", "precision"}`` of the session's model (checkpoint: the file it
-    was loaded from, None for the official download or a segmenter passed in)."""
-    engine = session._engine
-    model, checkpoint = engine._spec[:2]
-    seg = engine.segmenter
-    name = seg.model_name if seg is not None else model
-    if checkpoint is not None:
-        checkpoint = os.path.abspath(os.path.expanduser(os.fspath(checkpoint)))
-    return {"name": name, "checkpoint": checkpoint, "precision": getattr(seg, "precision", "fp32")}
+    """``{"name", "checkpoint", "precision", "exact"}`` of the session's model (checkpoint: the
+    file it was loaded from, None for the official download or a segmenter passed in; exact:
+    ``Segmenter(exact=True)``, whose masks ``to_code()`` reproduces bit for bit)."""
+    info = session._engine.model_info()  # one description of the model, shared with to_code()
+    return {k: info[k] for k in ("name", "checkpoint", "precision", "exact")}
 
 
 def image_hw(session: "Session", i: int) -> tuple[int, int] | None:
@@ -91,11 +87,7 @@ def array_sha(session: "Session", i: int) -> str | None:
 
 def prompt_record(obj: ObjectRecord) -> PromptRecord | None:
     """The object's prompts with its candidate and chain (None for a mask brought in)."""
-    p = obj.prompts
-    if p.is_empty:
-        return None
-    chain = tuple(PromptRecord(s.points, s.labels, s.box, c) for s, c in obj.chain)
-    return PromptRecord(p.points, p.labels, p.box, obj.candidate, chain)
+    return obj.prompt_record
 
 
 def _score(value: float) -> float | None:
@@ -114,7 +106,7 @@ def session_images(session: "Session", snaps: Sequence[Snapshot | None]) -> list
         objects = [
             SessionObject(
                 id=o.id, label=o.label, color=tuple(int(c) for c in o.color), mask=o.mask, score=_score(o.score),  # type: ignore[arg-type]
-                prompts=prompt_record(o), imported=o.prompts.is_empty,
+                prompts=prompt_record(o), imported=o.prompts.is_empty, extra=o.extra,
             )
             for o in (snap.objects if snap is not None else ())
         ]
@@ -145,8 +137,9 @@ def _as_record(o: SessionObject) -> ObjectRecord:
     prompts = Prompts() if p is None else Prompts(tuple(p.points), tuple(p.labels), p.box)
     chain = () if p is None else tuple((Prompts(tuple(s.points), tuple(s.labels), s.box), s.candidate) for s in p.chain)
     score = float("nan") if o.score is None else float(o.score)
+    threshold = (o.extra or {}).get("threshold")  # the logit threshold it was cut at (to_code)
     return ObjectRecord(o.label, tuple(o.color), mask, score, prompts, o.id, None,  # type: ignore[arg-type]
-                        None if p is None else p.candidate, chain)
+                        None if p is None else p.candidate, chain, None if threshold is None else float(threshold))
 
 
 def _given_images(images: Any, data: SessionData, path: Path) -> dict[int, Any]:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import threading
+import time
 from typing import Callable
 
 import ipycanvas
 import numpy as np
 from PIL import Image
 from ipycanvas import MultiCanvas, hold_canvas
-from ipycanvas.canvas import COMMANDS
+from ipycanvas.canvas import COMMANDS, commands_to_buffer
 
 from ..render import Overlay, union_rect
 
@@ -51,14 +53,18 @@ class CanvasView:
         self.canvas.layout.height = f"{h}px"
         self.canvas.layout.min_width = f"{w}px"
         self._rects: dict[int, tuple[int, int, int, int] | None] = {OBJECTS: None, CURRENT: None, PROPOSALS: None}
+        self.last_batch_bytes: int | None = None  # bytes of the last batch's message (JSON part + buffers)
+        self.encode_s: dict[int, float] = {}  # per layer: seconds the last overlay's PNG took to encode
 
     # -- batching -----------------------------------------------------------------
     def batch(self, draw: Callable[[], None]) -> None:
         """Run ``draw`` (which issues layer commands) as one message, under the lock."""
         with DRAW_LOCK:
-            ipycanvas.canvas._CANVAS_MANAGER._current_canvas = None
+            manager = ipycanvas.canvas._CANVAS_MANAGER
+            manager._current_canvas = None
             with hold_canvas():
                 draw()
+                self.last_batch_bytes = _message_bytes(manager)
 
     # -- layers -----------------------------------------------------------------
     def draw_image(self, rgb: np.ndarray | None) -> None:
@@ -96,7 +102,10 @@ class CanvasView:
             c.clear_rect(x0, y0, x1 - x0, y1 - y0)
         if overlay is not None:
             # putImageData with our own (indexed, 2-bit) PNG: the front end decodes any image.
-            c._canvas_manager.send_draw_command(c, COMMANDS["putImageData"], [overlay.x, overlay.y], [overlay.to_png()])
+            t0 = time.perf_counter()
+            png = overlay.to_png()
+            self.encode_s[layer] = time.perf_counter() - t0
+            c._canvas_manager.send_draw_command(c, COMMANDS["putImageData"], [overlay.x, overlay.y], [png])
         self._rects[layer] = new
 
     def draw_prompts(
@@ -130,3 +139,15 @@ class CanvasView:
     def forget(self) -> None:
         """After a client reconnects its layers are blank: the next overlay clears nothing."""
         self._rects = {OBJECTS: None, CURRENT: None, PROPOSALS: None}
+
+
+def _message_bytes(manager) -> int | None:
+    """Bytes of the message ``manager`` is about to send for the commands it holds (inside
+    ``hold_canvas``): the widget message's JSON part plus its binary buffers, as they go to
+    the comm (``sam_widget.testing.RecordedMessage.nbytes`` counts the same)."""
+    commands = getattr(manager, "_commands_cache", None)
+    if not commands:
+        return None
+    metadata, command_buffer = commands_to_buffer(commands)
+    head = len(json.dumps({"method": "custom", "content": metadata}, separators=(",", ":")).encode())
+    return head + memoryview(command_buffer).nbytes + sum(memoryview(b).nbytes for b in manager._buffers_cache)

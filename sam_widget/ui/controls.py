@@ -34,6 +34,7 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("H", "hover preview on / off"),
     ("E", "segment everything: proposals for every object (Stop keeps what was found)"),
     ("Click / Shift + click on a proposal", "accept it as an object / reject it (while no prompts are given)"),
+    ("X", "explain panel on / off: candidates, logits, threshold, timings"),
     ("?", "show / hide this help"),
 ]
 

@@ -149,6 +149,8 @@ class EventTranslator:
             c.mode.value = {"p": "positive", "n": "negative", "b": "box"}[low]
         elif low == "h":
             c.hover_box.value = not c.hover_box.value
+        elif low == "x":
+            w._explain.show(not w._explain.visible)
         elif key == "?":
             c.help_btn.value = not c.help_btn.value
         elif low == EVERYTHING_KEY:

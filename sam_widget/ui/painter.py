@@ -8,6 +8,7 @@ masks resampled for display; nothing here runs the model.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -49,6 +50,8 @@ class Painter:
         self._display_masks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.opacity: float = DEFAULT_OPACITY
         self.highlight: int | None = None
+        # the last current-mask update sent: {"key", "overlay_s", "bytes"} (the explain view's timings)
+        self.last_update: dict[str, Any] | None = None
 
     @staticmethod
     def _blank() -> dict[str, Any]:
@@ -78,12 +81,15 @@ class Painter:
                 hi, dim = self._focus(snap, visible)
                 obj_overlay = objects_overlay([self._display_mask(index, o, vp.display_hw) for o in visible], [o.color for o in visible],
                                               alpha=self.opacity, highlight=hi, dim=dim)
+            overlay_s = None
             if draw_current and cur_key is not None:
                 if cur_key[0] == "preview":
                     cur_overlay = mask_overlay(s.preview.mask, PREVIEW_COLOR, alpha=0.75 * self.opacity, light=PREVIEW_COLOR)
                 else:
                     m = s.display_mask()
+                    t0 = time.perf_counter()
                     cur_overlay = mask_overlay(m, self._current_fill(index, vp.display_hw, m), alpha=self.opacity)
+                    overlay_s = time.perf_counter() - t0
             image = self._page_rgb(index, vp.display_hw) if new_page else None
 
             def draw() -> None:
@@ -100,6 +106,9 @@ class Painter:
 
             if new_page or draw_objects or draw_current or draw_prompts:
                 self.view.batch(draw)
+                if overlay_s is not None:
+                    png_s = (self.view.encode_s.get(CURRENT) or 0.0) if cur_overlay is not None else 0.0
+                    self.last_update = {"key": cur_key, "overlay_s": overlay_s + png_s, "bytes": self.view.last_batch_bytes}
             shown.update(page=index, objects=objects_key, current=cur_key, prompts=snap.prompts, opacity=self.opacity,
                          highlight=self.highlight)
 
@@ -107,7 +116,7 @@ class Painter:
         if snap.prediction is not None:
             from ..session.core import selected_of
 
-            return (snap.slot, selected_of(snap))
+            return (snap.slot, selected_of(snap), self.session._threshold)
         if snap.slot is not None and not snap.slot.done:
             return old  # keep the old mask until the new one arrives
         p = self.session.preview
@@ -132,10 +141,12 @@ class Painter:
             pred = snap.prediction
             cur, color = None, CURRENT_COLOR
             if pred is not None:
-                sel = selected_of(snap)
-                shown_mask = pred.mask_at_size(sel, display_hw)
+                from ..session.threshold import cut_mask
+
+                sel, t = selected_of(snap), s._threshold
+                shown_mask = cut_mask(pred, sel, t, display_hw)
                 color = self._current_fill(index, display_hw, shown_mask)  # as on the canvas, at any size
-                cur = pred.mask(sel) if full_size else shown_mask
+                cur = cut_mask(pred, sel, t) if full_size else shown_mask
             return compose_snapshot(image, masks, [o.color for o in visible], cur, current_color=color,
                                     points=snap.prompts.points, labels=snap.prompts.labels, box=snap.prompts.box,
                                     size_hw=hw, object_alpha=self.opacity, current_alpha=self.opacity,

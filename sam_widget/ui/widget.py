@@ -35,6 +35,7 @@ from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
 from .events import EventTranslator
 from .everything_view import EverythingPanel, ProposalsLayer, with_proposals
+from .explain_panel import ExplainPanel
 from .focus import Focus
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
@@ -125,9 +126,10 @@ class SamWidget(widgets.VBox):
             self._input = EventTranslator(self)
             self._focus = Focus(session, self._painter, self._controls)
             c = self._controls
-            super().__init__(
-                children=[c.toolbar, *self._everything_panel.widgets(), widgets.HBox([self._view.canvas, c.side]), c.status, c.help]
-            )
+            self._explain = ExplainPanel(self)
+            c.toolbar.children = (*c.toolbar.children, self._explain.toggle)
+            main = widgets.HBox([self._view.canvas, c.side, self._explain.box])
+            super().__init__(children=[c.toolbar, *self._everything_panel.widgets(), main, c.status, c.help])
             self.add_class("sam-widget")
             self._wire_controls()
             self._wire_everything()
@@ -158,6 +160,7 @@ class SamWidget(widgets.VBox):
         self._proposals.render()
         self._controls.sync(session, self._painter.highlight)
         self._everything_panel.sync(session)
+        self._explain.sync()
 
     def status(self, session: Session) -> None:
         """The session's status changed (progress, errors)."""
@@ -568,6 +571,44 @@ class SamWidget(widgets.VBox):
         """
         self.candidates  # waits for the current answer, if one is being computed
         return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
+
+    # ================================================================== teaching and provenance
+    @property
+    def threshold(self) -> float:
+        """The logit threshold the mask is cut at (SAM's: 0.0); the *Explain* panel's slider.
+
+        Setting it changes :attr:`mask`, the canvas and what :meth:`commit` keeps.
+        ``ValueError`` for NaN or a value outside the current candidate's logits' range,
+        ``TypeError`` for a non-number (nothing changes then). See ``Session.threshold``."""
+        return self._session.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._session.threshold = value
+
+    def explain(self, size: tuple[int, int] | None = None) -> Any:
+        """Everything the *Explain* panel shows, as data: the candidates (predicted IoU,
+        stability score, masks), the chosen candidate's low-res logits with the prompts placed
+        on them, the mask at :attr:`threshold`, per-stage timings of the last prediction
+        (with the overlay's encoding and the bytes sent to the browser) and the totals.
+        ``size``: ``(h, w)`` of the masks (default: the image's). Returns an
+        :class:`~sam_widget.session.explain.Explanation`."""
+        from ..session.explain import explain
+
+        return explain(self._session, size, view=self._painter.last_update)
+
+    def show_explain(self, on: bool = True) -> "SamWidget":
+        """Open (or close) the *Explain* panel beside the canvas (the toolbar's *Explain*, key X)."""
+        self._explain.show(bool(on))
+        return self
+
+    def to_code(self, index: int | None = None, objects: Any = None) -> str:
+        """A runnable Python cell that makes the objects' masks again with plain
+        ``segment_anything`` (``sam_model_registry``, ``SamPredictor``) and checks them against
+        the saved masks: bit for bit in exact mode, IoU >= 0.99 otherwise. ``index``: one
+        image (default: every image with objects); ``objects``: positions in its objects.
+        See ``Session.to_code`` and :mod:`sam_widget.provenance`."""
+        return self._session.to_code(index=index, objects=objects)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
         """The live widget, plus a PNG of its state at display time for front ends that cannot
