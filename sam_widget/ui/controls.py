@@ -68,6 +68,7 @@ class Controls:
             tooltip="fill opacity of the masks", style={"description_width": "auto"},
             layout=widgets.Layout(width="160px", margin="2px 4px 2px 14px"),
         )
+        self.opacity_slider.add_class("sam-opacity")
         self.toolbar = widgets.HBox(
             [self.nav, self.mode, self.undo_btn, self.redo_btn, self.clear_btn, self.refine_box, self.hover_box,
              self.opacity_slider, self.help_btn]

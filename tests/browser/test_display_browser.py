@@ -172,17 +172,22 @@ def test_masks_candidates_highlight_opacity_help_and_status_in_the_page(open_nb,
     _shot(root, browser_artifacts, "display_3_highlight.png")
 
     # 5. the opacity slider (toolbar): dragged to about 0.8, every fill follows
-    slider = root.locator(".widget-slider .noUi-base")
+    slider = root.locator(".sam-opacity .noUi-base")
     if slider.count():
         nb.exec("w.highlighted = None")
         track = slider.bounding_box()
-        handle = root.locator(".widget-slider .noUi-handle").bounding_box()
+        handle = root.locator(".sam-opacity .noUi-handle").bounding_box()
         page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
         page.mouse.down()
         page.mouse.move(track["x"] + 0.8 * track["width"], track["y"] + track["height"] / 2, steps=8)
         page.mouse.up()
         if not SHOTS_ONLY:
-            nb.wait_for("abs(w.opacity - 0.8) <= 0.051")
+            # the drag sends every value it passes (0.75, then 0.8): wait until the kernel holds
+            # the value the page's slider ended on, or the picture is taken one step early
+            final = float(root.locator(".sam-opacity .noUi-handle").get_attribute("aria-valuenow"))
+            assert abs(final - 0.8) <= 0.051, final
+            nb.wait_for(f"abs(w.opacity - {final}) < 1e-6")
+            _idle(nb, "w", "True")
             _shows_picture(nb, page, canvas)
         _shot(root, browser_artifacts, "display_4_opacity.png")
     else:
