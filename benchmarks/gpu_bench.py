@@ -119,7 +119,7 @@ class Bench:
         return sam.to(self.device).eval()
 
     def scene(self) -> np.ndarray:
-        from sam_widget.bench import make_scene
+        from benchmarks.bench import make_scene
 
         h, w = (96, 128) if self.args.dry_run else (768, 1024)
         return make_scene(h, w, seed=7)

@@ -16,7 +16,7 @@ Sections (``--sections``, comma-separated; JSON keys of the result):
 * ``agreement`` -- masks of the bf16 Segmenter against ``exact=True`` (fp32, SamPredictor's
   numbers) on the same seeded weights: >= 100 prompts (single points, boxes, points + box),
   IoU of every candidate by index; median / min / 5th percentile.
-* ``tiny``      -- ``sam_widget.evaluate.evaluate_tiny`` on ``tiny_shapes`` in fp32 and bf16
+* ``tiny``      -- ``benchmarks.evaluate.evaluate_tiny`` on ``tiny_shapes`` in fp32 and bf16
   (click / box / three clicks, 100 held-out images).
 * ``memory``    -- fresh processes: model ready (fp32 / bf16 converted at load), then one
   encode; resident memory after loading and the peak during the encode (``VmHWM`` reset
@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sam_widget.bench import machine_info, make_scene  # noqa: E402
+from benchmarks.bench import machine_info, make_scene  # noqa: E402
 
 SIZES = {
     "full": {"model": "vit_b", "hw": (768, 1024), "reps": 3, "prompts": 120, "display": (450, 800)},
@@ -256,7 +256,7 @@ def agreement_section(cfg: dict) -> dict[str, Any]:
 def tiny_section(n_images: int = 100) -> dict[str, Any]:
     from sam_widget.engine.checkpoints import load_sam
     from sam_widget.engine.segmenter import Segmenter
-    from sam_widget.evaluate import evaluate_tiny
+    from benchmarks.evaluate import evaluate_tiny
 
     out: dict[str, Any] = {"n_images": n_images}
     for prec in ("fp32", "bf16"):

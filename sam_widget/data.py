@@ -30,7 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPE_KINDS", "ShapesScene", "shapes_scene", "shapes_image"]
+__all__ = ["SHAPE_KINDS", "ShapesScene", "shapes_scene", "shapes_image", "EVAL_SEED_OFFSET"]
+
+EVAL_SEED_OFFSET = 1_000_000_000
+"""Image seeds at or above this are reserved for evaluation (``benchmarks/evaluate.py``); training
+(``scripts/train_tiny_sam.py``) stays below it."""
 
 SHAPE_KINDS: tuple[str, ...] = ("ellipse", "rectangle", "polygon", "ring", "blob")
 """The kinds of object :func:`shapes_scene` draws."""

@@ -5,7 +5,7 @@
     python scripts/eval_tiny_sam.py --n-images 20 --weights tmp/tiny_shapes_ckpt.pt
 
 The protocol (interior click, jittered box, three corrective clicks, encode time) is described
-in :mod:`sam_widget.evaluate`. Targets: click >= 0.85, box >= 0.92, three clicks >= 0.90 mean
+in :mod:`benchmarks.evaluate`. Targets: click >= 0.85, box >= 0.92, three clicks >= 0.90 mean
 IoU, encode + first mask <= 0.2 s.
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from sam_widget.engine.models import build_sam  # noqa: E402
 from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, load_tiny_shapes, tiny_shapes_config  # noqa: E402
-from sam_widget.evaluate import evaluate_tiny  # noqa: E402
+from benchmarks.evaluate import evaluate_tiny  # noqa: E402
 
 TARGETS = {"click_iou": 0.85, "box_iou": 0.92, "three_click_iou": 0.90}
 

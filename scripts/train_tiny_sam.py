@@ -70,7 +70,7 @@ Training follows the SAM paper's recipe, scaled down:
 
 * Data: fresh images ``sam_widget.data.shapes_scene(seed)`` with image seeds
   ``seed * 10_000_000 + (j * procs + rank) * batch + i`` in process ``rank`` (all below
-  ``sam_widget.evaluate.EVAL_SEED_OFFSET``, so evaluation images are never trained on),
+  ``sam_widget.data.EVAL_SEED_OFFSET``, so evaluation images are never trained on),
   generated in a background worker; each batch ``j`` serves ``--reuse`` steps, the later ones
   flipped/rotated (one of the 8 symmetries of the square) and with the colour channels
   permuted, and up to ``--objects`` objects per image.
@@ -137,7 +137,7 @@ sys.path.insert(0, str(REPO))
 from sam_widget.data import shapes_scene  # noqa: E402
 from sam_widget.engine.models import build_sam  # noqa: E402
 from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, TINY_SHAPES_WEIGHTS, tiny_shapes_config  # noqa: E402
-from sam_widget.evaluate import EVAL_SEED_OFFSET  # noqa: E402
+from sam_widget.data import EVAL_SEED_OFFSET  # noqa: E402
 
 CONFIG = TINY_SHAPES_CONFIG  # replaced in main() by --arch overrides
 IMG = TINY_SHAPES_CONFIG.img_size

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from sam_widget import bench
+from benchmarks import bench
 from sam_widget.testing import EventInjector, RecordingComm, decode_commands
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from sam_widget import bench_everything
+from benchmarks import bench_everything
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from sam_widget import bench_everything_widget
+from benchmarks import bench_everything_widget
 
 
 @pytest.fixture(scope="module")

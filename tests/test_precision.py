@@ -238,7 +238,7 @@ def _padded_config():
 def test_tiny_shapes_in_bf16_scores_like_fp32(monkeypatch):
     """The shipped model's evaluation figures, 8 held-out images, bf16 within 0.005 of fp32."""
     from sam_widget.engine.checkpoints import load_sam
-    from sam_widget.evaluate import evaluate_tiny
+    from benchmarks.evaluate import evaluate_tiny
 
     native_cpu(monkeypatch, True)
     res = {}
@@ -282,7 +282,7 @@ def test_cli_precision_flag_reaches_the_loader(monkeypatch, tiny_sam, tmp_path, 
 def test_vit_b_bf16_masks_agree_with_exact_fp32(monkeypatch):
     """The issue's bounds on the official size: median IoU >= 0.99, min >= 0.97 (30 prompts
     here; benchmarks/precision.py measures 120)."""
-    from sam_widget.bench import make_scene
+    from benchmarks.bench import make_scene
 
     native_cpu(monkeypatch, True)
     ref_sam, bf16_sam = random_sam("vit_b", seed=0), random_sam("vit_b", seed=0)

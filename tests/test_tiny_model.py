@@ -16,7 +16,7 @@ from sam_widget.data import SHAPE_KINDS, shapes_image, shapes_scene
 from sam_widget.engine.models import random_sam
 from sam_widget.engine.segmenter import Segmenter
 from sam_widget.engine.tiny import TINY_SHAPES_CONFIG, TINY_SHAPES_WEIGHTS, load_tiny_shapes
-from sam_widget.evaluate import EVAL_SEED_OFFSET, deepest_pixel, evaluate_tiny, mask_iou
+from benchmarks.evaluate import EVAL_SEED_OFFSET, deepest_pixel, evaluate_tiny, mask_iou
 
 # Lower bounds for evaluate_tiny(N_IMAGES, seed=TEST_SEED), mean IoU.
 # Measured with the shipped weights:      click 0.871  box 0.874  three clicks 0.911

@@ -1,6 +1,6 @@
 """Benchmark: "segment everything" against the official ``SamAutomaticMaskGenerator``.
 
-Run ``python -m sam_widget.bench_everything`` (vit_b: about half an hour on a shared 2-core
+Run ``python -m benchmarks.bench_everything`` (vit_b: about half an hour on a shared 2-core
 CPU, most of it the official generator) or ``--size tiny`` (a minute). Wrap full runs in
 ``flock /work/wt/bench.lock`` on the shared machine.
 
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench import DEFAULT_RESULTS, machine_info, make_scene
+from benchmarks.bench import DEFAULT_RESULTS, machine_info, make_scene
 
 __all__ = ["main", "run", "SIZES", "TARGET_RATIO", "AGREEMENT_IOU", "AGREEMENT_FRACTION"]
 
@@ -202,9 +202,9 @@ def _shapes(size: dict) -> dict[str, Any]:
     """tiny_shapes on shapes_image scenes: speed, agreement, and exact-mode parity."""
     from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
-    from .data import shapes_image
-    from .engine.checkpoints import load_sam
-    from .engine.segmenter import Segmenter
+    from sam_widget.data import shapes_image
+    from sam_widget.engine.checkpoints import load_sam
+    from sam_widget.engine.segmenter import Segmenter
 
     sam_a, sam_b = load_sam("tiny_shapes"), load_sam("tiny_shapes")
     out: dict[str, Any] = {}
@@ -249,8 +249,8 @@ def run(size: str = "full", threads: int = 1) -> dict[str, Any]:
     import torch
     from segment_anything import SamPredictor
 
-    from .engine.models import TINY_TEST_CONFIG, random_sam
-    from .engine.segmenter import Segmenter
+    from sam_widget.engine.models import TINY_TEST_CONFIG, random_sam
+    from sam_widget.engine.segmenter import Segmenter
 
     torch.set_num_threads(threads)
     cfg = SIZES[size]
@@ -288,7 +288,7 @@ def format_section(res: dict) -> str:
     meta, m = res["meta"], res["meta"]["machine"]
     load = lambda v: "/".join(f"{x:.1f}" for x in v) if v else "?"  # noqa: E731
     lines = [
-        f"## {meta['date']} — `python -m sam_widget.bench_everything --size {meta['size']}` (segment everything, {meta['model']} random weights seed 0)",
+        f"## {meta['date']} — `python -m benchmarks.bench_everything --size {meta['size']}` (segment everything, {meta['model']} random weights seed 0)",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads, both sides); git {m.get('git') or '?'}",
         f"- Load average at start / end: {load(m.get('loadavg_start'))} / {load(meta.get('loadavg_end'))} (shared machine); total run {meta['total_s']:.0f} s",
@@ -321,7 +321,7 @@ def format_section(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sam_widget.bench_everything", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_everything", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides; default 1)")
     p.add_argument("--json", dest="json_path", default=None, help="write all results as JSON here")

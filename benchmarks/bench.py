@@ -1,7 +1,7 @@
 """Benchmark: sam_widget against the official ``SamPredictor`` on the same seeded weights.
 
-Run ``python -m sam_widget.bench`` (several minutes with vit_b on a CPU) or
-``python -m sam_widget.bench --size tiny`` (seconds, the small test model). Both sides use
+Run ``python -m benchmarks.bench`` (several minutes with vit_b on a CPU) or
+``python -m benchmarks.bench --size tiny`` (seconds, the small test model). Both sides use
 ``random_sam(model, seed=0)`` (two separate instances, so nothing one side does to its
 model can touch the other's) in one process; every timed measurement is repeated, the two
 sides interleaved, and medians are reported.
@@ -144,7 +144,7 @@ def reference_overlay_bytes(display_hw: tuple[int, int], fraction: float = 0.2) 
     """
     from ipycanvas.utils import binary_image
 
-    from .render import mask_overlay
+    from sam_widget.render import mask_overlay
 
     h, w = display_hw
     yy, xx = np.mgrid[0:h, 0:w]
@@ -157,11 +157,11 @@ def reference_overlay_bytes(display_hw: tuple[int, int], fraction: float = 0.2) 
 def build_model(name: str, seed: int = 0, precision: str | None = None):
     """``random_sam`` of ``name``; with ``precision``, prepared as ``load_sam`` would
     (bf16: the encoder's linear weights converted once, in place)."""
-    from .engine.models import TINY_TEST_CONFIG, random_sam
+    from sam_widget.engine.models import TINY_TEST_CONFIG, random_sam
 
     sam = random_sam(TINY_TEST_CONFIG if name == "tiny" else name, seed=seed)
     if precision is not None:
-        from .engine.checkpoints import apply_precision
+        from sam_widget.engine.checkpoints import apply_precision
 
         apply_precision(sam, precision)
     return sam
@@ -250,7 +250,7 @@ def _child(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     import torch
     import segment_anything  # noqa: F401
 
-    from .engine.segmenter import Segmenter
+    from sam_widget.engine.segmenter import Segmenter
 
     import_s = time.perf_counter() - t0
     torch.set_num_threads(int(args["threads"]))
@@ -305,7 +305,7 @@ def _peak_rss_mb() -> float:
 def _run_child(kind: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "sam_widget.bench", "--child", kind, "--child-args", json.dumps(args)],
+        [sys.executable, "-m", "benchmarks.bench", "--child", kind, "--child-args", json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -375,8 +375,8 @@ class _Bench:
         import torch
         from segment_anything import SamPredictor
 
-        from .engine.segmenter import Segmenter
-        from .testing import RecordingComm
+        from sam_widget.engine.segmenter import Segmenter
+        from sam_widget.testing import RecordingComm
 
         res: dict[str, Any] = {"meta": {}, "encode": {}, "click": {}, "bytes": {}, "cache": {}, "storm": {}, "memory": {}}
         meta = res["meta"]
@@ -397,7 +397,7 @@ class _Bench:
         meta["build_two_models_s"] = time.perf_counter() - t0
         predictor = SamPredictor(sam_base)
         seg = Segmenter(sam_ours, cache_dir=self.cache_dir, precision=self.precision)
-        from .engine.precision import cpu_bf16_support
+        from sam_widget.engine.precision import cpu_bf16_support
 
         meta["precision"] = {"asked": self.precision, "resolved": seg.precision, "cpu_bf16": "%s (%s)" % cpu_bf16_support()}
         meta["segmenter_mode"] = segmenter_mode(seg)
@@ -486,8 +486,8 @@ class _Bench:
         return best[1], best[2]
 
     def _click_size(self, res: dict, predictor: Any, seg: Any, rec: Any, img: np.ndarray, first: bool) -> None:
-        from .testing import EventInjector
-        from .ui.widget import SamWidget
+        from sam_widget.testing import EventInjector
+        from sam_widget.ui.widget import SamWidget
 
         H, W = img.shape[:2]
         if not first:
@@ -611,7 +611,7 @@ class _Bench:
         )
 
     def _storm_run(self, w: Any, inj: Any, seg: Any, rec: Any, current: Any, n: int, interval: float, phase: float) -> dict:
-        from .testing import LayerReplay
+        from sam_widget.testing import LayerReplay
 
         H, W = w.image.shape[:2]
         dh, dw = w._display_hw
@@ -899,7 +899,7 @@ def format_section(res: dict) -> str:
     ram = f"{m['ram_bytes'] / 2**30:.1f} GiB RAM" if m.get("ram_bytes") else "RAM unknown"
     load = lambda v: "/".join(f"{x:.1f}" for x in v) if v else "?"  # noqa: E731
     lines = [
-        f"## {meta['date']} — `python -m sam_widget.bench --size {meta['size']}` ({meta['model']}, reps {meta['reps']}, clicks ×{meta['click_reps']})",
+        f"## {meta['date']} — `python -m benchmarks.bench --size {meta['size']}` ({meta['model']}, reps {meta['reps']}, clicks ×{meta['click_reps']})",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m.get('simd') or []) or 'no AVX2 reported'}), {ram}; "
         f"torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}, {m['platform']}; git {m.get('git') or '?'}",
@@ -918,7 +918,7 @@ def append_results(res: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         path.write_text(
-            "# Benchmark results\n\nAppended by `python -m sam_widget.bench` (see `benchmarks/README.md`). "
+            "# Benchmark results\n\nAppended by `python -m benchmarks.bench` (see `benchmarks/README.md`). "
             "Newest last.\n\n"
         )
     with path.open("a") as f:
@@ -936,7 +936,7 @@ def run(size: str = "full", reps: int | None = None, storm_events: int = 500, pr
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sam_widget.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=sorted(SIZES), default="full", help="full: vit_b, real sizes; tiny: test model, seconds")
     p.add_argument("--reps", type=int, default=None, help="repetitions of warm encodes (clicks and cache hits: 3x this)")
     p.add_argument("--json", dest="json_path", default=None, help="write all results as JSON here")

@@ -1,6 +1,6 @@
 """Benchmark: "segment everything" in the widget -- how soon the first proposals are on the page.
 
-Run ``python -m sam_widget.bench_everything_widget`` (vit_b random weights and ``tiny_shapes``:
+Run ``python -m benchmarks.bench_everything_widget`` (vit_b random weights and ``tiny_shapes``:
 a few minutes on a CPU) or ``--size tiny`` (seconds). Wrap full runs in
 ``flock /work/wt/bench.lock`` on the shared machine.
 
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from .bench import DEFAULT_RESULTS, _peak_rss_mb, machine_info, make_scene
-from .bench_everything import SHAPES_SETTINGS, SIZES as EVERYTHING_SIZES, PeakRSS
+from benchmarks.bench import DEFAULT_RESULTS, _peak_rss_mb, machine_info, make_scene
+from benchmarks.bench_everything import SHAPES_SETTINGS, SIZES as EVERYTHING_SIZES, PeakRSS
 
 __all__ = ["main", "run", "SIZES", "measure"]
 
@@ -76,8 +76,8 @@ def _log(msg: str) -> None:
 
 
 def _sam(model: str) -> Any:
-    from .engine.checkpoints import load_sam
-    from .engine.models import TINY_TEST_CONFIG, random_sam
+    from sam_widget.engine.checkpoints import load_sam
+    from sam_widget.engine.models import TINY_TEST_CONFIG, random_sam
 
     if model == "tiny_shapes":
         return load_sam("tiny_shapes")
@@ -87,7 +87,7 @@ def _sam(model: str) -> Any:
 def _image(spec: tuple) -> np.ndarray:
     kind, seed, (h, w) = spec
     if kind == "shapes":
-        from .data import shapes_image
+        from sam_widget.data import shapes_image
 
         return shapes_image(seed, size=(h, w))[0]
     return make_scene(h, w, seed=seed)
@@ -95,10 +95,10 @@ def _image(spec: tuple) -> np.ndarray:
 
 def measure(sam: Any, image: np.ndarray, params: dict, display_size: int, timeout: float) -> dict[str, Any]:
     """One widget run (see the module docstring); the figures as a dict (seconds, bytes, MB)."""
-    from .engine.segmenter import Segmenter
-    from .testing import EventInjector, RecordingComm, frontend_click
-    from .ui.canvas_view import CURRENT, PROPOSALS
-    from .ui.widget import SamWidget
+    from sam_widget.engine.segmenter import Segmenter
+    from sam_widget.testing import EventInjector, RecordingComm, frontend_click
+    from sam_widget.ui.canvas_view import CURRENT, PROPOSALS
+    from sam_widget.ui.widget import SamWidget
 
     H, W = image.shape[:2]
     rec = RecordingComm.install()
@@ -201,7 +201,7 @@ def format_section(res: dict) -> str:
     meta, m = res["meta"], res["meta"]["machine"]
     load = lambda v: "/".join(f"{x:.1f}" for x in v) if v else "?"  # noqa: E731
     lines = [
-        f"## {meta['date']} — `python -m sam_widget.bench_everything_widget --size {meta['size']}` (segment everything in the widget)",
+        f"## {meta['date']} — `python -m benchmarks.bench_everything_widget --size {meta['size']}` (segment everything in the widget)",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads); git {m.get('git') or '?'}",
         f"- Load average at start / end: {load(m.get('loadavg_start'))} / {load(meta.get('loadavg_end'))} (shared machine); "
@@ -226,7 +226,7 @@ def format_section(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sam_widget.bench_everything_widget", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_everything_widget", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--json", dest="json_path", default=None, help="write all results as JSON here")

@@ -1,6 +1,6 @@
 """Measure how well a SAM segments :mod:`sam_widget.data` shapes (default: the ``tiny_shapes`` model).
 
-    from sam_widget.evaluate import evaluate_tiny
+    from benchmarks.evaluate import evaluate_tiny
     evaluate_tiny(n_images=100, seed=0)
     # {'click_iou': ..., 'box_iou': ..., 'three_click_iou': ..., 'encode_first_mask_s': ...}
 
@@ -32,12 +32,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .data import shapes_scene
+from sam_widget.data import EVAL_SEED_OFFSET, shapes_scene
 
 __all__ = ["EVAL_SEED_OFFSET", "evaluate_tiny", "deepest_pixel", "mask_iou"]
 
-EVAL_SEED_OFFSET = 1_000_000_000
-"""Image seeds at or above this are reserved for evaluation."""
 
 
 class _PredictorLike(Protocol):
@@ -96,7 +94,7 @@ def _check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 def _make_segmenter(sam: Any) -> _PredictorLike:
     try:
-        from .engine.segmenter import Segmenter
+        from sam_widget.engine.segmenter import Segmenter
     except ImportError:  # pragma: no cover - fallback while the engine is incomplete
         return _PredictorAdapter(sam)
     return Segmenter(sam, exact=False)
@@ -177,7 +175,7 @@ def evaluate_tiny(
     seed = _check_int("seed", seed, 0, 9_999)
     if segmenter is None:
         if sam is None:
-            from .engine.tiny import load_tiny_shapes
+            from sam_widget.engine.tiny import load_tiny_shapes
 
             sam = load_tiny_shapes()
         segmenter = _make_segmenter(sam)
