@@ -468,3 +468,26 @@ def test_workers_run_torch_with_the_threads_asked_for(tmp_path, client):
 
     seen = {v for v in client.run(threads_where_loaded).values() if v is not None}
     assert seen == {2}
+
+
+def test_a_proposal_whose_score_is_not_a_number_is_written_as_null(tmp_path, monkeypatch):
+    """JSON has no NaN: a non-finite stability/score becomes null and the file stays readable."""
+    from types import SimpleNamespace
+
+    from pycocotools.coco import COCO
+
+    _scenes(tmp_path / "imgs", 1)
+    real = Segmenter.segment_everything
+
+    def with_a_nan(self, *a, **kw):
+        props = list(real(self, *a, **kw))
+        odd = SimpleNamespace(mask=props[0].mask, score=float("nan"), stability=float("inf"), point=props[0].point)
+        return [odd] + props[1:]
+
+    monkeypatch.setattr(Segmenter, "segment_everything", with_a_nan)
+    out = tmp_path / "props.json"
+    rep = batch.everything(tmp_path / "imgs", model="tiny_shapes", output=out, scheduler="sync", progress=False, **AMG)
+    assert rep.count("done") == 1
+    anns = COCO(str(out)).dataset["annotations"]
+    assert anns[0]["score"] is None and anns[0]["sam_widget"]["stability"] is None
+    assert all(isinstance(a["score"], float) for a in anns[1:])

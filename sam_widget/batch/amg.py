@@ -7,6 +7,7 @@ its stability score and the grid point that found it in ``annotation["sam_widget
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from typing import Any
 
@@ -27,6 +28,12 @@ AMG_DEFAULTS: dict[str, Any] = {
 """The parameters the command line exposes (``Segmenter.segment_everything`` takes more)."""
 
 
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: a score that is not a finite number is written as ``null``."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 def everything_task(path: str, spec: ModelSpec, params: dict[str, Any], polygons: bool) -> ImageResult:
     """All proposals of one image; ``data`` is the image's part (see :mod:`.outputs`)."""
     from .outputs import image_annotations
@@ -40,8 +47,8 @@ def everything_task(path: str, spec: ModelSpec, params: dict[str, Any], polygons
             shape = seg.image_size
             props = seg.segment_everything(progress=False, **params)
             masks = [p.mask for p in props]
-            extras = [{"stability": float(p.stability), "point": [float(v) for v in p.point]} for p in props]
-            part = image_annotations(path, shape, masks, ["object"] * len(masks), [float(p.score) for p in props],
+            extras = [{"stability": _finite(p.stability), "point": [float(v) for v in p.point]} for p in props]
+            part = image_annotations(path, shape, masks, ["object"] * len(masks), [_finite(p.score) for p in props],
                                      extras=extras, polygons=polygons)
             seg.reset_image()
     except (ImageError, OSError, ValueError, TypeError) as exc:
