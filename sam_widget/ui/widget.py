@@ -29,7 +29,6 @@ from ipyevents import Event
 from ..render_static import png_bytes
 from ..session import Session
 from ..session.pages import DEFAULT_MASK_BUDGET
-from ..state import ObjectRecord, Prompts
 from .canvas_view import CanvasView
 from .comms import no_execute_hooks_off_main_thread
 from .controls import SHORTCUTS, Controls
@@ -40,6 +39,11 @@ from .focus import Focus
 from .painter import CURRENT_COLOR as _CURRENT_COLOR  # noqa: F401 - the names tests import from here
 from .painter import PREVIEW_COLOR as _PREVIEW_COLOR  # noqa: F401
 from .painter import Painter
+from .widget_actions import _WidgetActions
+from .widget_everything import _WidgetEverything
+from .widget_explain import _WidgetExplain
+from .widget_files import _WidgetFiles
+from .widget_state import _WidgetState
 
 __all__ = ["SamWidget", "SHORTCUTS"]
 
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 _UI_ERRORS = (ValueError, TypeError, IndexError, RuntimeError)
 
 
-class SamWidget(widgets.VBox):
+class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _WidgetExplain, widgets.VBox):
     """Segment Anything on an image -- or a set of images -- inside the notebook.
 
     Args:
@@ -186,88 +190,6 @@ class SamWidget(widgets.VBox):
 
     # ================================================================== public API
     @property
-    def session(self) -> Session:
-        """The headless :class:`~sam_widget.session.Session` this widget shows."""
-        return self._session
-
-    @property
-    def image(self) -> np.ndarray:
-        """The current image as ``H x W x 3`` uint8 RGB (read-only)."""
-        return self._session.image
-
-    @property
-    def images(self) -> Any:
-        """The images (a sequence: ``len(w.images)``, ``w.images[i]`` -> array, ``w.images.names``)."""
-        return self._session.images
-
-    @property
-    def index(self) -> int:
-        """Position of the current image in :attr:`images` (0-based)."""
-        return self._session.index
-
-    @property
-    def results(self) -> Any:
-        """Per image: ``w.results[i].objects``, ``.masks`` (N, H, W) bool, ``.labels`` (H, W) int32."""
-        return self._session.results
-
-    @property
-    def segmenter(self) -> Any | None:
-        """The ``Segmenter`` (None until the model has loaded)."""
-        return self._session.segmenter
-
-    @property
-    def prompts(self) -> Prompts:
-        """Current prompts (``.points``, ``.labels``, ``.box``) in image pixels."""
-        return self._session.prompts
-
-    @property
-    def candidates(self) -> Any | None:
-        """The current ``Prediction`` (up to 3 masks + scores), or None without prompts.
-
-        Waits for the answer if it is still being computed.
-        """
-        return self._session.candidates
-
-    @property
-    def selected(self) -> int:
-        """Index of the chosen candidate (0 when there are none)."""
-        return self._session.selected
-
-    @property
-    def mask(self) -> np.ndarray:
-        """``(H, W)`` bool: the chosen candidate at full size (all False without prompts).
-
-        A new array each time: changing it does not change the widget.
-        """
-        return self._session.mask
-
-    @property
-    def objects(self) -> tuple[ObjectRecord, ...]:
-        """The current image's committed objects: ``.label``, ``.color``, ``.mask`` (H, W) bool,
-        ``.score``, ``.prompts``, ``.id``."""
-        return self._session.objects
-
-    @property
-    def masks(self) -> np.ndarray:
-        """``(N, H, W)`` bool stack of the current image's objects' masks (N may be 0)."""
-        return self._session.masks
-
-    @property
-    def labels(self) -> np.ndarray:
-        """``(H, W)`` int32 label image: 0 background, ``i`` for object ``i`` (1-based; later on top)."""
-        return self._session.labels
-
-    @property
-    def editing(self) -> int | None:
-        """Position in :attr:`objects` of the object being edited, or None."""
-        return self._session.editing
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Counters: ``predictions``, ``previews``, ``events``."""
-        return self._session.stats
-
-    @property
     def refine(self) -> bool:
         """Whether further prompts refine the chosen candidate (see the class docstring)."""
         return self._session.refine
@@ -326,170 +248,6 @@ class SamWidget(widgets.VBox):
     def hover(self, on: bool) -> None:
         self._controls.hover_box.value = bool(on)
 
-    def wait_ready(self, timeout: float | None = None) -> "SamWidget":
-        """Block until the model is loaded and the current image encoded. Raises what went wrong
-        (``RuntimeError``: the model; ``ImageError``: this image cannot be read; ``TimeoutError``)."""
-        self._session.wait_ready(timeout)
-        return self
-
-    def wait_idle(self, timeout: float | None = 60.0) -> "SamWidget":
-        """Block until every pending prompt has been answered and drawn (tests, scripts)."""
-        self._session.wait_idle(timeout)
-        return self
-
-    def add_point(self, x: float, y: float, label: int = 1) -> "SamWidget":
-        """Add a point prompt at image pixel ``(x, y)`` (column, row); label 1 = object, 0 = not.
-
-        Waits for the new mask. Raises ``ValueError`` for a point outside the image, NaN, or
-        a label other than 0/1 (the state is left unchanged).
-        """
-        self._session.add_point(x, y, label)
-        return self
-
-    def add_box(self, x0: float, y0: float, x1: float, y1: float) -> "SamWidget":
-        """Set the box prompt (XYXY image pixels; replaces any previous box). Waits for the mask.
-
-        Raises ``ValueError`` for NaN, ``x1 < x0`` / ``y1 < y0`` or a box reaching outside the image.
-        """
-        self._session.add_box(x0, y0, x1, y1)
-        return self
-
-    def select(self, index: int) -> "SamWidget":
-        """Choose candidate ``index`` (0-based). ``IndexError`` if there is no such candidate."""
-        self._session.select(index)
-        return self
-
-    def commit(self, label: str | None = None) -> ObjectRecord:
-        """Add the current mask as an object (default label "object N"); clears the prompts.
-
-        While an object is being edited it is replaced instead (same id, colour and label).
-        Raises ``ValueError`` when there is no mask to commit (no prompts, or an empty mask).
-        """
-        return self._session.commit(label)
-
-    def delete(self, index: int) -> "SamWidget":
-        """Delete object ``index`` (0-based position in :attr:`objects`); ``IndexError`` if missing."""
-        self._session.delete(index)
-        return self
-
-    def rename(self, index: int, label: str) -> "SamWidget":
-        """Give object ``index`` a new label (a non-empty string)."""
-        self._session.rename(index, label)
-        return self
-
-    def edit(self, index: int) -> "SamWidget":
-        """Edit object ``index``: its prompts come back, clicks refine its mask, :meth:`commit`
-        (Enter) replaces it. Same as Alt + click on it, or *Edit* in the side panel."""
-        self._session.edit(index)
-        return self
-
-    def add_object(self, mask: np.ndarray, label: str | None = None) -> ObjectRecord:
-        """Add an ``(H, W)`` bool mask of the current image as an object (e.g. from another tool)."""
-        return self._session.add_object(mask, label)
-
-    def set_objects(self, label_image: Any) -> tuple[ObjectRecord, ...]:
-        """Replace the current image's objects by one per non-zero value of a label image
-        (``(H, W)`` integers or the path of such a file)."""
-        return self._session.set_objects(label_image)
-
-    def undo(self) -> bool:
-        """Step back (prompts, candidate choice, commits, edits, deletes, renames).
-
-        Returns False and changes nothing when there is nothing to undo.
-        """
-        return self._session.undo()
-
-    def redo(self) -> bool:
-        """Step forward again; False (no-op) when there is nothing to redo."""
-        return self._session.redo()
-
-    def clear(self) -> "SamWidget":
-        """Clear the current prompts, stop editing and drop the highlight (committed objects
-        stay). A no-op when there is nothing to clear."""
-        self._focus.select(None)
-        self._session.clear()
-        return self
-
-    def goto(self, index: int) -> "SamWidget":
-        """Show image ``index`` (0-based); each image keeps its own objects, prompts and history."""
-        self._session.goto(index)
-        return self
-
-    def next(self) -> bool:
-        """Show the next image; False on the last one."""
-        return self._session.next()
-
-    def prev(self) -> bool:
-        """Show the previous image; False on the first one."""
-        return self._session.prev()
-
-    # ------------------------------------------------------------------ segment everything
-    def segment_everything(self, *, progress: bool = False, timeout: float | None = None, **params: Any) -> Any:
-        """Every object of the current image as proposals, shown over it as they are found
-        (what the *Everything* button and the E key do); waits and returns the result (a
-        ``Proposals``, sorted by predicted IoU, highest first).
-
-        ``params``: ``Segmenter.segment_everything``'s (``points_per_side=32``,
-        ``pred_iou_thresh=0.88``, ``stability_score_thresh=0.95``, ...). Then click a
-        proposal to accept it (shift + click rejects it), or call :meth:`accept` /
-        :meth:`accept_all`. A run still going is stopped first; ``ValueError`` /
-        ``TypeError`` name a bad parameter; finding nothing returns an empty result.
-        """
-        return self._session.segment_everything(progress=progress, timeout=timeout, **params)
-
-    @property
-    def everything_params(self) -> dict[str, Any]:
-        """The parameters the *Everything* button (and the E key) run with: a dict of
-        ``segment_everything`` parameters, ``{}`` (SAM's defaults) unless set, e.g.
-        ``w.everything_params = dict(points_per_side=16, pred_iou_thresh=0.8)``. Checked when
-        set (``ValueError`` / ``TypeError`` naming the bad one)."""
-        return dict(self._everything_params)
-
-    @everything_params.setter
-    def everything_params(self, params: dict[str, Any]) -> None:
-        if not isinstance(params, dict):
-            raise TypeError(f"everything_params must be a dict of segment_everything parameters, not {type(params).__name__}.")
-        self._session._engine.everything_params(dict(params))
-        self._everything_params = dict(params)
-
-    def stop_everything(self) -> bool:
-        """Stop a run that is going (the *Stop* button); it keeps what it found (partial)."""
-        return self._session.stop_everything()
-
-    @property
-    def proposals(self) -> Any | None:
-        """The current image's proposals (``Proposals``; partial while the run goes on), or None."""
-        return self._session.proposals
-
-    @property
-    def pending_proposals(self) -> tuple[int, ...]:
-        """Positions in :attr:`proposals` of those still shown (neither accepted nor rejected)."""
-        return self._session.pending_proposals
-
-    @property
-    def everything_run(self) -> Any | None:
-        """The run the current proposals come from (``.running``, ``.progress``, ``.partial``), or None."""
-        return self._session.everything_run
-
-    def accept(self, index: int, label: str | None = None) -> ObjectRecord:
-        """Proposal ``index`` (position in :attr:`proposals`) becomes an object (same as
-        clicking on it): editable, undoable, exported like any object."""
-        return self._session.accept(index, label)
-
-    def accept_all(self) -> tuple[ObjectRecord, ...]:
-        """Every proposal still shown becomes an object, largest first (*Accept all*; one undo step)."""
-        return self._session.accept_all()
-
-    def reject(self, index: int) -> "SamWidget":
-        """Hide proposal ``index`` (same as shift + clicking on it; undoable)."""
-        self._session.reject(index)
-        return self
-
-    def clear_proposals(self) -> "SamWidget":
-        """Hide every proposal (*Clear proposals*; undoable; stops a run that is going)."""
-        self._session.clear_proposals()
-        return self
-
     def on_change(self, callback: Callable[["SamWidget"], None], remove: bool = False) -> None:
         """Call ``callback(widget)`` after every change of the mask, the objects or the image.
 
@@ -503,65 +261,6 @@ class SamWidget(widgets.VBox):
         elif callback not in self._callbacks:
             self._callbacks.append(callback)
 
-    # ------------------------------------------------------------------ files (the session does the work)
-    @property
-    def autosave(self) -> Any:
-        """The autosave file (a ``Path``), or None."""
-        return self._session.autosave
-
-    def save(self, path: Any = None) -> Any:
-        """Write the whole session (every image, its objects with masks, labels, colours, scores,
-        prompts, ids; the current image; the model) to ``path`` as a session file, atomically;
-        ``None``: the autosave file, now. Load it with :meth:`SamWidget.load`. See
-        :meth:`Session.save <sam_widget.session.Session.save>`."""
-        return self._session.save(path)
-
-    @classmethod
-    def load(cls, path: Any, images: Any = None, *, hover: bool = False, **kwargs: Any) -> "SamWidget":
-        """A widget over a session saved with :meth:`save` (or by autosave), e.g. in a new
-        kernel: same images, objects, prompts, ids and current image; the undo history starts
-        fresh. ``images``: the pixels of images that were given in memory (checked by sha256);
-        ``kwargs``: the session's arguments (``autosave=True`` keeps saving into ``path``). See
-        :meth:`Session.load <sam_widget.session.Session.load>`."""
-        return cls._owning(Session.load(path, images, **kwargs), hover)
-
-    def to_coco(self, path: Any = None, **options: Any) -> dict:
-        """Every image and its objects as COCO instances JSON (written to ``path`` when given);
-        ``polygons=True`` for polygons. See :meth:`Session.to_coco <sam_widget.session.Session.to_coco>`."""
-        return self._session.to_coco(path, **options)
-
-    def export_png(self, out_dir: Any, **options: Any) -> list:
-        """Per image a label PNG equal to ``results[i].labels`` (``per_object=True``: one mask
-        PNG per object) into ``out_dir``. See :meth:`Session.export_png <sam_widget.session.Session.export_png>`."""
-        return self._session.export_png(out_dir, **options)
-
-    def measurements(self, **options: Any) -> Any:
-        """pandas DataFrame, one row per object of every image (area, bbox, centroid, perimeter,
-        ..., mean intensity; ``pixel_size=`` for physical units). See
-        :meth:`Session.measurements <sam_widget.session.Session.measurements>`."""
-        return self._session.measurements(**options)
-
-    @classmethod
-    def from_coco(cls, path: Any, image_dir: Any = None, *, images: Any = None, hover: bool = False, **kwargs: Any) -> "SamWidget":
-        """A widget over the images of a COCO file, every annotation an editable object. See
-        :meth:`Session.from_coco <sam_widget.session.Session.from_coco>`."""
-        return cls._owning(Session.from_coco(path, image_dir, images=images, **kwargs), hover)
-
-    def load_coco(self, path: Any, image_dir: Any = None) -> int:
-        """Add a COCO file's annotations as objects of these images; returns how many. See
-        :meth:`Session.load_coco <sam_widget.session.Session.load_coco>`."""
-        return self._session.load_coco(path, image_dir)
-
-    @classmethod
-    def _owning(cls, session: Session, hover: bool) -> "SamWidget":
-        try:
-            w = cls(session, hover=hover)
-        except BaseException:
-            session.close()
-            raise
-        w._owns_session = True  # made here: closing the widget closes it
-        return w
-
     def snapshot(self, full_size: bool = False) -> np.ndarray:
         """A still picture of what the widget shows: the image, the objects, the current mask,
         the prompts and the "segment everything" proposals still shown. ``h x w x 3`` uint8 RGB
@@ -571,44 +270,6 @@ class SamWidget(widgets.VBox):
         """
         self.candidates  # waits for the current answer, if one is being computed
         return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
-
-    # ================================================================== teaching and provenance
-    @property
-    def threshold(self) -> float:
-        """The logit threshold the mask is cut at (SAM's: 0.0); the *Explain* panel's slider.
-
-        Setting it changes :attr:`mask`, the canvas and what :meth:`commit` keeps.
-        ``ValueError`` for NaN or a value outside the current candidate's logits' range,
-        ``TypeError`` for a non-number (nothing changes then). See ``Session.threshold``."""
-        return self._session.threshold
-
-    @threshold.setter
-    def threshold(self, value: float) -> None:
-        self._session.threshold = value
-
-    def explain(self, size: tuple[int, int] | None = None) -> Any:
-        """Everything the *Explain* panel shows, as data: the candidates (predicted IoU,
-        stability score, masks), the chosen candidate's low-res logits with the prompts placed
-        on them, the mask at :attr:`threshold`, per-stage timings of the last prediction
-        (with the overlay's encoding and the bytes sent to the browser) and the totals.
-        ``size``: ``(h, w)`` of the masks (default: the image's). Returns an
-        :class:`~sam_widget.session.explain.Explanation`."""
-        from ..session.explain import explain
-
-        return explain(self._session, size, view=self._painter.last_update)
-
-    def show_explain(self, on: bool = True) -> "SamWidget":
-        """Open (or close) the *Explain* panel beside the canvas (the toolbar's *Explain*, key X)."""
-        self._explain.show(bool(on))
-        return self
-
-    def to_code(self, index: int | None = None, objects: Any = None) -> str:
-        """A runnable Python cell that makes the objects' masks again with plain
-        ``segment_anything`` (``sam_model_registry``, ``SamPredictor``) and checks them against
-        the saved masks: bit for bit in exact mode, IoU >= 0.99 otherwise. ``index``: one
-        image (default: every image with objects); ``objects``: positions in its objects.
-        See ``Session.to_code`` and :mod:`sam_widget.provenance`."""
-        return self._session.to_code(index=index, objects=objects)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
         """The live widget, plus a PNG of its state at display time for front ends that cannot
@@ -632,39 +293,6 @@ class SamWidget(widgets.VBox):
                 session.close()
         super().close()
 
-    # ================================================================== what the tests and tools look at
-    @property
-    def _viewport(self) -> Any:
-        return self._session.viewport
-
-    @property
-    def _display_hw(self) -> tuple[int, int]:
-        return self._session.viewport.display_hw
-
-    @property
-    def _history(self) -> Any:
-        return self._session.history
-
-    @property
-    def _ready(self) -> Any:
-        return self._session.ready
-
-    @property
-    def _render_lock(self) -> Any:
-        return self._session.lock
-
-    @property
-    def _shown(self) -> dict:
-        return self._painter.shown
-
-    @property
-    def _error(self) -> str | None:
-        return self._session.error
-
-    @_error.setter
-    def _error(self, message: str | None) -> None:
-        self._session.error = message
-
     # ================================================================== controls and events
     def _wire_controls(self) -> None:
         c = self._controls
@@ -687,17 +315,6 @@ class SamWidget(widgets.VBox):
         with self._session.lock:
             self._painter.opacity = float(value)
             self._painter.render()
-
-    def _wire_everything(self) -> None:
-        e = self._everything_panel
-        e.run_btn.on_click(lambda _: self._ui_call(self._start_everything))
-        e.stop_btn.on_click(lambda _: self._ui_call(self.stop_everything))
-        e.accept_all_btn.on_click(lambda _: self._ui_call(self.accept_all))
-        e.clear_btn.on_click(lambda _: self._ui_call(self.clear_proposals))
-
-    def _start_everything(self) -> None:
-        """The *Everything* button / E key: start a run with the default parameters; return at once."""
-        self._session.start_everything(**self.everything_params)
 
     def _on_dom_event(self, ev: dict) -> None:
         """Every browser event on the canvas comes in here (ipyevents)."""
