@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import distributed
 
-    from sam_widget import Segmenter, batch
+    from sam_widget import batch
     from sam_widget.batch.spec import ModelSpec
 
     size = (256, 256) if args.model == "tiny_shapes" else (768, 1024)

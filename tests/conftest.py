@@ -59,6 +59,11 @@ def _torch_threads():
     limit_torch_threads()  # if a test module imported torch at collection
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads_per_module():
+    limit_torch_threads()  # again per module: a test may have changed it, or imported torch since
+
+
 def padded_test_config():
     """A second small configuration: 112-px input, 14x14 grid, 5x5 attention windows.
 
@@ -149,3 +154,13 @@ def sample_rgb() -> np.ndarray:
     """A fresh 180 x 240 x 3 uint8 RGB scene: a red disc centred at (x=70, y=90) r=40, a
     green rectangle x in (140, 210), y in (40, 130), a yellow stripe y in (150, 160)."""
     return make_sample_rgb()
+
+
+@pytest.fixture
+def comm():
+    """Everything the widgets' canvases send to the browser, recorded (``RecordingComm``):
+    no kernel or browser needed."""
+    from sam_widget.testing import RecordingComm
+
+    with RecordingComm.install() as rec:
+        yield rec

@@ -19,7 +19,7 @@ from conftest import make_image
 from sam_widget import SamWidget, Segmenter, Session
 from sam_widget.render_explain import diverging_rgb, heatmap_picture
 from sam_widget.session.explain import STAGES
-from sam_widget.testing import CURRENT, EventInjector, LayerReplay, RecordingComm, frontend_click, frontend_update, layer_commands
+from sam_widget.testing import CURRENT, EventInjector, LayerReplay, frontend_click, frontend_update, layer_commands
 from sam_widget.ui.controls import SHORTCUTS
 from sam_widget.ui.explain_panel import HEATMAP
 from widget_driver import blob_sam
@@ -29,24 +29,10 @@ IMAGE.setflags(write=False)
 CLICK = (120, 70)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def blob():
     """Masks are blobs around the clicks, logits span about +-10: thresholds of +-0.5 make sense."""
     return blob_sam()
-
-
-@pytest.fixture
-def comm():
-    with RecordingComm.install() as rec:
-        yield rec
 
 
 @pytest.fixture

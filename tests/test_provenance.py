@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
@@ -29,14 +28,6 @@ from widget_driver import SlowSegmenter
 IMAGE = make_image(150, 200, seed=4)
 IMAGE.setflags(write=False)
 RANDOM_MODEL = "from sam_widget.engine.models import TINY_TEST_CONFIG, random_sam\nsam_model = random_sam(TINY_TEST_CONFIG, seed=0)\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture

@@ -26,14 +26,6 @@ B = make_image(90, 130, seed=12)
 C = make_image(140, 100, seed=13)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture
 def sessions():
     made: list[Session] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from pycocotools.coco import COCO
 
 import sam_widget.io as sio
@@ -21,14 +20,6 @@ from everything_driver import SHAPES_PARAMS, BatchGate
 
 P = SHAPES_PARAMS
 IMAGE, _ = shapes_image(1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-import sam_widget.io as sio
 from sam_widget import Segmenter, Session
 from sam_widget.data import shapes_image
 from sam_widget.io import FormatError
@@ -28,14 +26,6 @@ from sam_widget.io import FormatError
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (192, 256)
 SCENES = {seed: shapes_image(seed, size=SIZE) for seed in (3, 5, 8)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture
-def comm():
-    with RecordingComm.install() as rec:
-        yield rec
-
-
-@pytest.fixture
 def widgets_made():
     made: list[SamWidget] = []
     yield made

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +37,6 @@ from sam_widget.testing import (
     PROMPTS,
     EventInjector,
     LayerReplay,
-    RecordingComm,
     frontend_click,
     frontend_update,
     layer_commands,
@@ -61,22 +59,6 @@ SCALES = [
 
 
 # ============================================================================ fixtures
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Two shared cores: OpenMP spinning over busy cores makes a 5 ms decode take ~1 s."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture
-def comm():
-    """Everything the canvases send to the browser, recorded."""
-    with RecordingComm.install() as rec:
-        yield rec
-
-
 @pytest.fixture
 def make_widget(comm, tiny_sam):
     """``make_widget(image, segmenter=..., **kwargs)``; closes every widget afterwards.

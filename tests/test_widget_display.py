@@ -31,12 +31,6 @@ IMG = make_image(150, 200, seed=31)  # shown at full size (display_size=200)
 
 
 @pytest.fixture
-def comm():
-    with RecordingComm.install() as rec:
-        yield rec
-
-
-@pytest.fixture
 def make_widget(comm):
     made: list[SamWidget] = []
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from sam_widget import SamWidget, Segmenter, load_sam
 from sam_widget.data import shapes_image
 from sam_widget.render import resize_mask
 from sam_widget.session.everything import proposal_key
-from sam_widget.testing import OBJECTS, EventInjector, LayerReplay, RecordingComm, frontend_click, layer_commands
+from sam_widget.testing import OBJECTS, EventInjector, LayerReplay, frontend_click, layer_commands
 from sam_widget.ui.canvas_view import PROPOSALS
 from sam_widget.ui.comms import widget_tree
 from sam_widget.ui.controls import SHORTCUTS
@@ -28,23 +27,9 @@ P = SHAPES_PARAMS
 IMAGE, _ = shapes_image(1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def shapes_sam():
     return load_sam("tiny_shapes")
-
-
-@pytest.fixture
-def comm():
-    with RecordingComm.install() as rec:
-        yield rec
 
 
 @pytest.fixture

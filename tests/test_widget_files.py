@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -19,29 +18,15 @@ import sam_widget.io as sio
 from sam_widget import SamWidget, Segmenter, Session
 from sam_widget.data import shapes_image
 from sam_widget.render import resize_mask
-from sam_widget.testing import OBJECTS, EventInjector, LayerReplay, RecordingComm, layer_commands
+from sam_widget.testing import OBJECTS, EventInjector, LayerReplay, layer_commands
 
 SIZE = (150, 200)
 SCENES = [shapes_image(seed, size=SIZE) for seed in (3, 5)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def shapes_seg():
     return Segmenter.from_pretrained("tiny_shapes", device="cpu")
-
-
-@pytest.fixture
-def comm():
-    with RecordingComm.install() as rec:
-        yield rec
 
 
 @pytest.fixture

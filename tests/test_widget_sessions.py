@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_image
 from sam_widget import CheckpointError, SamWidget, Segmenter
@@ -21,7 +20,6 @@ from sam_widget.testing import (
     OBJECTS,
     EventInjector,
     LayerReplay,
-    RecordingComm,
     frontend_click,
     frontend_update,
     layer_commands,
@@ -32,20 +30,6 @@ import mask_look as look
 
 ZOOM = 1.37
 IMGS = [make_image(150, 200, seed=s) for s in (21, 22, 23)]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture
-def comm():
-    with RecordingComm.install() as rec:
-        yield rec
 
 
 @pytest.fixture

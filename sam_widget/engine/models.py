@@ -6,7 +6,7 @@ MaskDecoder, TwoWayTransformer), so every code path is the one the official mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import torch
