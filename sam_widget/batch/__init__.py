@@ -26,7 +26,9 @@ from .outputs import PartStore, assemble_coco, part_key
 from .prompts import ObjectPrompt, prompts_per_image
 from .tasks import as_result, precompute_task, segment_task
 
-__all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", "ModelSpec", "default_workers", "image_paths"]
+__all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", "ModelSpec", "ObjectPrompt", "default_workers",
+           "image_paths"]
+
 
 def image_paths(images: Any) -> list[str]:
     """The image files named by ``images``: a folder (its image files, in natural name order),

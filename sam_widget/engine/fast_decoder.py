@@ -555,12 +555,6 @@ class FastDecoder:
     def device(self) -> torch.device:
         return self._weights()[1].device
 
-    @property
-    def embedding_shape(self) -> Tuple[int, int, int]:
-        """``(C, h, w)`` of the image embedding this decoder expects."""
-        w = self._weights()[1]
-        return (w.c, *w.grid)
-
     # -------------------------------------------------------------- per image
     def prepare(self, features: Tensor) -> DecoderState:
         """Precompute everything that does not depend on the prompt, for one image.
