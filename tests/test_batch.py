@@ -491,3 +491,26 @@ def test_a_proposal_whose_score_is_not_a_number_is_written_as_null(tmp_path, mon
     anns = COCO(str(out)).dataset["annotations"]
     assert anns[0].get("score") is None and anns[0]["sam_widget"]["stability"] is None  # no score, not NaN
     assert all(isinstance(a["score"], float) for a in anns[1:])
+
+
+def test_the_local_cluster_batch_starts_runs_workers_without_the_profiler_or_the_malloc_trim(client):
+    """Dask's defaults slow torch in a worker (sampling profiler; MALLOC_TRIM_THRESHOLD_ turns
+    off glibc's adaptive mmap threshold). A plain LocalCluster has both, even after ours ran;
+    the one batch starts for client=None has neither, even after a plain one ran here."""
+    from sam_widget.batch.runner import local_cluster
+
+    def settings():
+        import dask
+
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled")
+
+    plain = set(client.run(settings).values())
+    assert plain == {("65536", True)}  # Dask's defaults (what the fix is against)
+    cluster = local_cluster(1)
+    try:
+        with distributed.Client(cluster) as ours:
+            assert set(ours.run(settings).values()) == {(None, False)}
+    finally:
+        cluster.close()
+    with pytest.raises(ValueError, match="n_workers"):
+        local_cluster(0)
