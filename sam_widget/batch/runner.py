@@ -42,7 +42,7 @@ WORKER_CONFIG: dict[str, Any] = {
 """Dask settings for the workers of the local clusters that ``sam_widget.batch`` starts (see
 the module docstring for why); pass them to your own cluster with ``dask.config.set``."""
 
-_MODEL_BYTES = 1_500_000_000  # a vit_b worker's resident memory, with headroom (measured: see the README)
+_MODEL_BYTES = 2_500_000_000  # a vit_b worker's resident memory, with headroom (measured peak 2.07 GB: README, "What it costs")
 
 
 @dataclass
