@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +77,13 @@ def _deepest_pixel(mask: np.ndarray) -> tuple[int, int]:
         core = nxt
 
 
-def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True) -> Demo:
+def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True, **segmenter_kwargs: Any) -> Demo:
     """Choose model and image for a demo (see the module docstring).
 
     With ``verbose`` it prints exactly one line: what the demo shows, or, when the official
     checkpoint cannot be had, why not and that the offline demo opens instead.
+    ``segmenter_kwargs`` go to ``Segmenter.from_pretrained`` (e.g. ``exact=True`` for
+    SamPredictor's own fp32 computations, ``precision="fp32"``).
     """
     from .engine.checkpoints import CheckpointError
     from .engine.segmenter import Segmenter
@@ -89,22 +92,22 @@ def demo_setup(model: str | None = None, *, seed: int = 7, verbose: bool = True)
     if name == RANDOM_TINY:
         from .engine.models import TINY_TEST_CONFIG, random_sam
 
-        seg = Segmenter(random_sam(TINY_TEST_CONFIG, seed=0))
+        seg = Segmenter(random_sam(TINY_TEST_CONFIG, seed=0), **segmenter_kwargs)
         demo = Demo(load_image(sample_image_path()), seg, name, "a tiny model with RANDOM weights (tests only: masks are meaningless)")
         demo.images += _more_scenes(seed)
     elif name == OFFLINE_MODEL:
-        demo = _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model")
+        demo = _offline(seed, "the offline demo: synthetic shapes with the tiny_shapes model", segmenter_kwargs)
     else:
         check_model_name(name, extra=(RANDOM_TINY,))
         try:
-            seg = Segmenter.from_pretrained(name)
+            seg = Segmenter.from_pretrained(name, **segmenter_kwargs)
         except CheckpointError as exc:
             if verbose:
                 print(
                     f"No official SAM checkpoint available ({_why_unavailable(name, exc)}); "
                     "opening the offline demo (synthetic shapes + tiny_shapes model)."
                 )
-            return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had")
+            return _offline(seed, f"the offline demo, because the {name} checkpoint could not be had", segmenter_kwargs)
         demo = Demo(load_image(sample_image_path()), seg, name, f"the official SAM {name} on the bundled sample photo")
         demo.images += _more_scenes(seed)  # SAM segments the synthetic scenes too
     if verbose:
@@ -147,12 +150,12 @@ def _more_scenes(seed: int, count: int = 2) -> list[np.ndarray]:
     return [shapes_image(seed + k, size=(384, 512))[0] for k in range(1, count + 1)]
 
 
-def _offline(seed: int, description: str) -> Demo:
+def _offline(seed: int, description: str, segmenter_kwargs: dict[str, Any] | None = None) -> Demo:
     from .data import shapes_image
     from .engine.segmenter import Segmenter
 
     image, masks = shapes_image(seed, size=(384, 512))
-    return Demo(image, Segmenter.from_pretrained(OFFLINE_MODEL), OFFLINE_MODEL, description, masks, [image, *_more_scenes(seed)])
+    return Demo(image, Segmenter.from_pretrained(OFFLINE_MODEL, **(segmenter_kwargs or {})), OFFLINE_MODEL, description, masks, [image, *_more_scenes(seed)])
 
 
 # ------------------------------------------------------------------ the demo's working folder

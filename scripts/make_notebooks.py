@@ -146,13 +146,13 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
-from sam_widget import SamWidget, Segmenter, Session
+from sam_widget import SamWidget, Session
 from sam_widget.demo import demo_setup
 
 MODEL = os.environ.get("SAM_WIDGET_MODEL", "tiny_shapes")   # "vit_b" for the official SAM
-demo = demo_setup(MODEL, seed=258)       # offline: synthetic scene 258 and its true masks
-# exact=True: SamPredictor's own computations, so the code at the end reproduces every mask bit for bit
-seg = Segmenter(demo.segmenter.sam, exact=True)
+# exact=True: SamPredictor's own fp32 computations, so the code at the end reproduces every mask bit for bit
+demo = demo_setup(MODEL, seed=258, exact=True)   # offline: synthetic scene 258 and its true masks
+seg = demo.segmenter
 image_file = os.path.join(tempfile.mkdtemp(), "scene.png")   # a file, so the generated code can name it
 Image.fromarray(demo.image).save(image_file)
 tour = Session(image_file, segmenter=seg).wait_ready()       # the tour: clicks made from code

@@ -108,6 +108,16 @@ def test_teaching_shows_what_it_claims_with_the_offline_model(monkeypatch):
     assert re.search(r"your widget: 3 candidate\(s\), threshold 0, \d+ bytes sent to the browser", out)
 
 
+@pytest.mark.parametrize("name", ["quickstart", "teaching", "analysis"])
+def test_the_notebooks_run_with_the_bf16_models_a_bf16_machine_loads(monkeypatch, tmp_path, name):
+    """The suite pins precision "auto" to fp32; a user's bf16 CPU gets bf16 weights from
+    load_sam. The teaching notebook once built an exact=True Segmenter on such a model (and
+    raised): every notebook must run top to bottom with them too."""
+    monkeypatch.setenv("SAM_WIDGET_PRECISION", "bf16")
+    monkeypatch.setenv("SAM_WIDGET_HOME", str(tmp_path))  # nothing cached from fp32 runs
+    execute(name, monkeypatch, None, cwd=tmp_path)
+
+
 def test_run_all_in_the_quickstart_waits_for_the_user(monkeypatch):
     """Without a person's click nothing is clicked or committed; the cells say what to do."""
     state = 'print("STATE", len(w.prompts.points), w.prompts.box, len(w.objects), int(w.mask.sum()))'
