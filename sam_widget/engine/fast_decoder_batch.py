@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fast_decoder import DecoderState, _act, _Attn, _ln, _pixel_shuffle_2x2x2, _Weights
+from .fast_decoder_parts import DecoderState, _act, _Attn, _ln, _pixel_shuffle_2x2x2, _Weights
 
 __all__ = ["supported", "transformer_batch", "masks_batch"]
 
