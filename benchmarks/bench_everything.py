@@ -320,10 +320,14 @@ def format_section(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_everything", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides; default 1)")
+def bench_main(prog: str, description: str, sizes: dict[str, Any], run: Any, format_section: Any,
+               argv: list[str] | None, threads_help: str = "torch intra-op threads (default 1)") -> int:
+    """The command line both everything benchmarks share: ``--size``, ``--threads``, ``--json``,
+    ``--no-append``, ``--results``; runs ``run(size, threads)``, prints ``format_section(res)`` and
+    appends it to the results file."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--size", choices=sorted(sizes), default="full")
+    p.add_argument("--threads", type=int, default=1, help=threads_help)
     p.add_argument("--json", dest="json_path", default=None, help="write all results as JSON here")
     p.add_argument("--no-append", action="store_true", help=f"do not append to {DEFAULT_RESULTS.name}")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="Markdown file the dated section is appended to")
@@ -341,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             f.write("\n" + text)
         _log(f"appended to {a.results}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main("python -m benchmarks.bench_everything", __doc__.split("\n\n")[0], SIZES, run, format_section, argv,
+                      "torch intra-op threads (both sides; default 1)")
 
 
 if __name__ == "__main__":

@@ -31,19 +31,17 @@ Options: ``--size full|tiny``, ``--threads N`` (torch intra-op threads, default 
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.bench import DEFAULT_RESULTS, _peak_rss_mb, machine_info, make_scene
-from benchmarks.bench_everything import SHAPES_SETTINGS, SIZES as EVERYTHING_SIZES, PeakRSS
+from benchmarks.bench import _peak_rss_mb, machine_info, make_scene
+from benchmarks.bench_everything import SHAPES_SETTINGS, bench_main, SIZES as EVERYTHING_SIZES, PeakRSS
 
 __all__ = ["main", "run", "SIZES", "measure"]
 
@@ -226,26 +224,8 @@ def format_section(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_everything_widget", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    p.add_argument("--json", dest="json_path", default=None, help="write all results as JSON here")
-    p.add_argument("--no-append", action="store_true", help=f"do not append to {DEFAULT_RESULTS.name}")
-    p.add_argument("--results", default=str(DEFAULT_RESULTS), help="Markdown file the dated section is appended to")
-    a = p.parse_args(argv)
-    if a.threads < 1:
-        p.error("--threads must be at least 1")
-    res = run(a.size, a.threads)
-    text = format_section(res)
-    print(text)
-    if a.json_path:
-        Path(a.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json_path).write_text(json.dumps(res, indent=2, default=str))
-    if not a.no_append:
-        with Path(a.results).open("a") as f:
-            f.write("\n" + text)
-        _log(f"appended to {a.results}")
-    return 0
+    return bench_main("python -m benchmarks.bench_everything_widget", __doc__.split("\n\n")[0], SIZES, run, format_section,
+                      argv)
 
 
 if __name__ == "__main__":
