@@ -164,3 +164,13 @@ def comm():
 
     with RecordingComm.install() as rec:
         yield rec
+
+
+@pytest.fixture(scope="module")
+def shapes_seg():
+    """A ``tiny_shapes`` Segmenter (CPU, precision per ``$SAM_WIDGET_PRECISION``), one per test
+    module: it holds an image, so modules do not share it."""
+    from sam_widget import Segmenter
+
+    limit_torch_threads()
+    return Segmenter.from_pretrained("tiny_shapes", device="cpu")

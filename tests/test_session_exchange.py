@@ -19,18 +19,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from sam_widget import Segmenter, Session
+from sam_widget import Session
 from sam_widget.data import shapes_image
 from sam_widget.io import FormatError
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (192, 256)
 SCENES = {seed: shapes_image(seed, size=SIZE) for seed in (3, 5, 8)}
-
-
-@pytest.fixture(scope="module")
-def shapes_seg():
-    return Segmenter.from_pretrained("tiny_shapes", device="cpu")
 
 
 @pytest.fixture

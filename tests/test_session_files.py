@@ -24,7 +24,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import sam_widget.io as sio
-from sam_widget import Segmenter, Session
+from sam_widget import Session
 from sam_widget.data import shapes_image
 from sam_widget.io import FormatError
 from sam_widget.session import autosave as autosave_mod
@@ -35,11 +35,6 @@ from sam_widget.state import Prompts
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (192, 256)
 SCENES = {seed: shapes_image(seed, size=SIZE) for seed in (3, 5, 8)}
-
-
-@pytest.fixture(scope="module")
-def shapes_seg():
-    return Segmenter.from_pretrained("tiny_shapes", device="cpu")
 
 
 @pytest.fixture

@@ -15,18 +15,13 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import sam_widget.io as sio
-from sam_widget import SamWidget, Segmenter, Session
+from sam_widget import SamWidget, Session
 from sam_widget.data import shapes_image
 from sam_widget.render import resize_mask
 from sam_widget.testing import OBJECTS, EventInjector, LayerReplay, layer_commands
 
 SIZE = (150, 200)
 SCENES = [shapes_image(seed, size=SIZE) for seed in (3, 5)]
-
-
-@pytest.fixture(scope="module")
-def shapes_seg():
-    return Segmenter.from_pretrained("tiny_shapes", device="cpu")
 
 
 @pytest.fixture
