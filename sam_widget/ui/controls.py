@@ -71,7 +71,10 @@ class Controls:
         self.opacity_slider.add_class("sam-opacity")
         self.toolbar = widgets.HBox(
             [self.nav, self.mode, self.undo_btn, self.redo_btn, self.clear_btn, self.refine_box, self.hover_box,
-             self.opacity_slider, self.help_btn]
+             self.opacity_slider, self.help_btn],
+            # a narrow output area wraps the toolbar onto a second line instead of squeezing
+            # every button into "Un..." / "Cl..." and the mode buttons onto two rows
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
         )
         # ToggleButtons never drops its buttons in the page when its options become empty (the
         # front end rebuilds them only for a non-empty list), so without candidates it is hidden

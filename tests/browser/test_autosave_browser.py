@@ -59,6 +59,10 @@ expected = lambda: [b64(resize_rgb(w.image, w._display_hw)),
     image_ok, tinted = _drawn(nb, canvas)
     assert image_ok > 0.97 and tinted > 0.9, ("restored object drawn", image_ok, tinted)
     helpers.screenshot(page, browser_artifacts / "autosave_restored.png")
+    # with the image navigation the toolbar is wider than the cell: it wraps, no label is cut short
+    cut = page.locator(".sam-widget").first.locator("button").evaluate_all(
+        "bs => bs.filter(b => b.offsetParent && b.scrollWidth > b.clientWidth + 1).map(b => b.innerText)")
+    assert cut == [], f"buttons whose label does not fit: {cut}"
 
     # a new object on the third image, clicked in the page: on disk within a moment
     _press(nb, canvas, "ArrowRight")
