@@ -333,7 +333,7 @@ def _object_lines(e: ObjectEntry, predictor: str, exact: bool, key: str | None, 
             var = f"{placeholder_prefix}_{e.id}"
             L += [
                 f"start = globals().get({var!r})  # PLACEHOLDER: that mask is not in the session file",
-                f"if start is None:",
+                "if start is None:",
                 f"    raise ValueError(\"assign the ({H}, {W}) bool mask object {e.id} started from to `{var}` first.\")",
             ]
         L.append("mask_input = mask_to_logits(start, model)")

@@ -11,13 +11,24 @@ import numpy as np
 
 from .render import Overlay
 
-__all__ = ["proposals_overlay", "PROPOSAL_ALPHA"]
+__all__ = ["proposals_overlay", "proposal_alpha", "PROPOSAL_ALPHA"]
 
 PROPOSAL_ALPHA = (0.15, 0.5)
 """Fill opacity of a proposal: light and strong diagonal stripes (so proposals do not look
 like objects, which are filled evenly); outlines are drawn at 0.9."""
 
 STRIPE = 4  # display pixels per stripe
+
+
+def proposal_alpha(opacity: float) -> tuple[float, float]:
+    """The stripes' opacity (light, strong) for the widget's fill ``opacity`` (0 to 1): the
+    default :data:`PROPOSAL_ALPHA` at the default opacity, scaled with it (0: outlines
+    only, as for objects), the strong stripes never above 1."""
+    from .render import DEFAULT_OPACITY
+
+    k = max(0.0, float(opacity)) / DEFAULT_OPACITY
+    light, strong = PROPOSAL_ALPHA
+    return (min(1.0, light * k), min(1.0, strong * k))
 
 
 def proposals_overlay(

@@ -383,7 +383,7 @@ def _scenes(folder: Path, n: int) -> list[Path]:
 def test_everything_for_a_folder_equals_segment_everything_image_by_image(tmp_path, client):
     from pycocotools.coco import COCO
 
-    paths = _scenes(tmp_path / "imgs", 3)
+    _scenes(tmp_path / "imgs", 3)
     out = tmp_path / "props.json"
     rep = batch.everything(tmp_path / "imgs", model="tiny_shapes", output=out, client=client, progress=False, **AMG)
     assert [r.status for r in rep.results] == ["done"] * 3

@@ -216,7 +216,8 @@ def test_a_folder_opens_at_once_and_holds_only_the_images_around_the_current_one
 
 
 def test_a_glob_and_a_list_of_paths_and_pil_images(sessions, tiny_sam, tmp_path):
-    pa, pb = write_png(tmp_path / "a.png", A), write_png(tmp_path / "b.png", B)
+    pa = write_png(tmp_path / "a.png", A)
+    write_png(tmp_path / "b.png", B)
     write_png(tmp_path / "c.jpg", C)
     s = sessions(str(tmp_path / "*.png"), segmenter=Segmenter(tiny_sam))
     assert s.images.names == ["a.png", "b.png"]

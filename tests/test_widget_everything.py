@@ -278,3 +278,29 @@ def test_the_snapshot_shows_the_proposals_like_the_canvas(make_widget, comm):
     assert (full[pending] != w._painter.picture(full_size=True)[pending]).any(axis=1).mean() > 0.3
     w.clear_proposals()
     assert np.array_equal(w.snapshot(), base)
+
+
+def test_the_opacity_slider_fades_the_proposals_like_the_objects(make_widget, comm):
+    w = make_widget()
+    w.segment_everything(**P)
+    assert w.pending_proposals
+
+    def layer():
+        return LayerReplay(w._view.size_hw).apply(layer_commands(w, comm, PROPOSALS)).rgba
+
+    at_default = layer()
+    painted = at_default[..., 3] > 0
+    outline = at_default[..., 3] == round(0.9 * 255)
+    fill = painted & ~outline
+    assert fill.sum() > 100
+    w._controls.opacity_slider.value = 0.9  # the user drags the slider (the kernel side of the message)
+    strong = layer()
+    assert strong[fill, 3].mean() > 1.8 * at_default[fill, 3].mean()
+    assert np.array_equal(strong[outline, 3], at_default[outline, 3])  # outlines stay as they are
+    w.opacity = 0.0
+    faded = layer()
+    assert not faded[fill, 3].any() and (faded[outline, 3] > 0).all()  # outlines only, as for objects
+    base = w._painter.picture()
+    assert np.array_equal(w.snapshot()[fill], base[fill])  # the still picture agrees with the canvas
+    w.opacity = 0.45
+    assert np.array_equal(layer(), at_default)

@@ -294,8 +294,8 @@ def _load_tiny_shapes(device: torch.device) -> Sam:
     loader = getattr(tiny, "load_tiny_shapes", None)
     if not callable(loader):
         raise CheckpointError(
-            f"sam_widget.engine.tiny has no load_tiny_shapes(device); this copy of sam_widget "
-            f"is incomplete. Reinstall it, or use model_type='vit_b'."
+            "sam_widget.engine.tiny has no load_tiny_shapes(device); this copy of sam_widget "
+            "is incomplete. Reinstall it, or use model_type='vit_b'."
         )
     try:
         return loader(device)

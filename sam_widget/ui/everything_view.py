@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import numpy as np
 
-from ..render_proposals import proposals_overlay
+from ..render import DEFAULT_OPACITY
+from ..render_proposals import proposal_alpha, proposals_overlay
 from ..render_static import composite
 from .canvas_view import PROPOSALS, CanvasView
 
@@ -86,10 +87,12 @@ class EverythingPanel:
         self.info.value = f"<span style='color:#4b5563'>{html.escape(text)}</span>"
 
 
-def with_proposals(picture: np.ndarray, session: "Session", full_size: bool = False) -> np.ndarray:
+def with_proposals(picture: np.ndarray, session: "Session", full_size: bool = False,
+                   opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """``picture`` (the widget's still picture, ``h x w x 3`` uint8 at the display size, or at
     the image's size with ``full_size``) with the pending proposals laid over it as the
-    proposals layer shows them (the top layer); ``picture`` itself when there are none."""
+    proposals layer shows them (the top layer, stripes at the fill ``opacity``, 0 to 1);
+    ``picture`` itself when there are none."""
     ctl = session._everything
     if not ctl.pending():
         return picture
@@ -103,7 +106,7 @@ def with_proposals(picture: np.ndarray, session: "Session", full_size: bool = Fa
             x0, y0, x1, y1 = props[i].box
             pieces.append((x0, y0, props[i].mask[y0:y1, x0:x1]))
             colors.append(st.run.color(props[i]))
-    return composite(picture, [proposals_overlay(pieces, colors)])
+    return composite(picture, [proposals_overlay(pieces, colors, alpha=proposal_alpha(opacity))])
 
 
 class ProposalsLayer:
@@ -113,17 +116,18 @@ class ProposalsLayer:
         self.view = view
         self.session = session
         self.shown: Any = None
+        self.opacity: float = DEFAULT_OPACITY  # the widget's fill opacity (set by the view, then render)
         self.draws = 0  # overlays sent (tests count them)
 
     def render(self) -> None:
         """Draw the pending proposals if they differ from what the layer shows."""
         s = self.session
         with s.lock:
-            key = s._everything.display_key()
+            key = (s._everything.display_key(), self.opacity)
             if key == self.shown:
                 return
             pieces, colors = s._everything.display_pieces()
-            overlay = proposals_overlay(pieces, colors)
+            overlay = proposals_overlay(pieces, colors, alpha=proposal_alpha(self.opacity))
             self.view.batch(lambda: self.view.draw_overlay(PROPOSALS, overlay))
             self.shown = key
             self.draws += 1

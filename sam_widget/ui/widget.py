@@ -203,7 +203,8 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
         """Fill opacity of the masks, 0 (outlines only) to 1 (the toolbar's *opacity* slider).
 
         The current mask and the objects are filled at this opacity over a dark outer and a
-        light inner outline, which stay opaque.
+        light inner outline, which stay opaque. The striped "segment everything" proposals
+        fade with it too (0: only their outlines).
         """
         return float(self._controls.opacity_slider.value)
 
@@ -269,7 +270,8 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
         save it with ``.save("selection.png")``.
         """
         self.candidates  # waits for the current answer, if one is being computed
-        return with_proposals(self._painter.picture(full_size), self._session, full_size)  # + "everything" proposals
+        picture = self._painter.picture(full_size)
+        return with_proposals(picture, self._session, full_size, self._painter.opacity)  # + "everything" proposals
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
         """The live widget, plus a PNG of its state at display time for front ends that cannot
@@ -313,8 +315,9 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
 
     def _set_opacity(self, value: float) -> None:
         with self._session.lock:
-            self._painter.opacity = float(value)
+            self._painter.opacity = self._proposals.opacity = float(value)
             self._painter.render()
+            self._proposals.render()
 
     def _on_dom_event(self, ev: dict) -> None:
         """Every browser event on the canvas comes in here (ipyevents)."""

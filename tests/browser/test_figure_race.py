@@ -98,4 +98,4 @@ def test_pointer_and_clicks_do_not_change_figures_drawn_meanwhile(open_nb, brows
     assert concurrent > 0, "no widget message was handled concurrently with the cell: the test proves nothing"
     assert distinct == 1, f"{distinct} different PNGs out of {n} renders of the same figure"
     # and the widget answered the clicks once the cell was done
-    nb.wait_for(f"(w.wait_idle(30) and False) or len(w.prompts.points) > 3", timeout=60)
+    nb.wait_for("(w.wait_idle(30) and False) or len(w.prompts.points) > 3", timeout=60)
