@@ -95,6 +95,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .fast_decoder_one import decode_one, masks_one, transformer_one
 from .fast_decoder_parts import (  # the helpers FastDecoder is built from (re-exported)
     _PAIR_DTYPES,  # noqa: F401
     DecoderState,
@@ -105,10 +106,8 @@ from .fast_decoder_parts import (  # the helpers FastDecoder is built from (re-e
     _check_multimask,
     _check_sparse,
     _heads,
-    _ln,
     _ln_channels_first,
     _mask_embed_weights,  # noqa: F401
-    _pixel_shuffle_2x2x2,
     _signature,
     _stack,
     _tracked_tensors,
@@ -282,7 +281,7 @@ class FastDecoder:
                     )
                     if not is_no_mask:
                         src = torch.add(state.feats, d.flatten(1).t(), out=torch.empty_like(state.feats))
-                outs.append(self._decode_one(w, state, sparse_embeddings[b], src, multimask))
+                outs.append(decode_one(w, state, sparse_embeddings[b], src, multimask))
             return _stack(outs)
 
     def predict(
@@ -326,7 +325,7 @@ class FastDecoder:
                 if masks is not None:
                     kind, x = self._mask_lowrank(w, state, masks[b if masks.shape[0] > 1 else 0])
                     src, u = (x, None) if kind == "src" else (None, x)
-                outs.append(self._decode_one(w, state, sparse[b], src, multimask, u))
+                outs.append(decode_one(w, state, sparse[b], src, multimask, u))
             return _stack(outs)
 
     def decode_selected(
@@ -362,10 +361,10 @@ class FastDecoder:
 
             if not fdb.supported(w, sparse_embeddings.shape[1]):
                 for b in range(B):
-                    queries, keys = self._transformer_one(w, state, sparse_embeddings[b], None, None)
+                    queries, keys = transformer_one(w, state, sparse_embeddings[b], None, None)
                     iou = w.iou_head(queries[0:1])[0]
                     tokens = torch.as_tensor(select(iou), dtype=torch.long, device=w.device).reshape(-1)
-                    logits = self._masks_one(w, queries, keys, tokens) if tokens.numel() else None
+                    logits = masks_one(w, queries, keys, tokens) if tokens.numel() else None
                     out.append((iou, tokens, logits))
                 return out
             # prompts in chunks of about _BATCH_ELEMENTS image-side values
@@ -414,95 +413,3 @@ class FastDecoder:
         h = torch.addmm(me["b2"], me["w2"], h.view(-1, hw))  # (c2, HW)
         h = _act(me["a2"], _ln_channels_first(me["n2"], h))
         return "lr", torch.cat([h, h.new_ones(1, hw)], dim=0)  # ones row: the bias row of wd
-
-    def _decode_one(
-        self,
-        w: _Weights,
-        st: DecoderState,
-        sparse: Tensor,
-        src: Optional[Tensor],
-        multimask: bool,
-        u: Optional[Tensor] = None,
-    ):
-        """One prompt: ``sparse (N, C)``. The image side is ``src`` = features + dense
-        ``(HW, C)`` if given, else ``src0 + u^T wd`` (a mask input) if ``u`` is given, else
-        ``src0`` (no mask input)."""
-        queries, keys = self._transformer_one(w, st, sparse, src, u)
-        iou = w.iou_head(queries[0:1])[0]
-        sel = slice(1, w.num_mask_tokens) if multimask else slice(0, 1)
-        return self._masks_one(w, queries, keys, sel), iou[sel]
-
-    def _transformer_one(
-        self, w: _Weights, st: DecoderState, sparse: Tensor, src: Optional[Tensor], u: Optional[Tensor]
-    ) -> Tuple[Tensor, Tensor]:
-        """The two-way transformer for one prompt: ``(queries (T, C), keys (HW, C))``."""
-        tokens = torch.cat([w.tokens, sparse], dim=0)  # (T, C)
-        T = tokens.shape[0]
-        fold = all(a.foldable(T) for a in w.attns)
-        query_pe = tokens
-        queries = tokens
-        pre = src is None  # use the per-image precomputed first block
-        keys = st.src0 if pre else src
-        me = w.mask_embed
-        lr_t2i = lr_i2t = None
-        if u is not None:
-            lr_t2i = (u, me["wdk_h"], me["wdv_h"])
-            lr_i2t = (u, me["wd"], me["wdq_h"])
-        for i, L in enumerate(w.layers):
-            sa, t2i, i2t = L["self_attn"], L["t2i"], L["i2t"]
-            if L["skip_pe"]:
-                queries = _ln(L["norm1"], sa.self_attn(queries, queries, queries))
-            else:
-                q = queries + query_pe
-                queries = _ln(L["norm1"], queries + sa.self_attn(q, q, queries))
-            q = queries + query_pe
-            if i == 0 and pre:
-                attn_out = t2i.t2i_first(q, st.k0, st.v0, lr_t2i)
-            elif fold:
-                attn_out = t2i.t2i(q, keys)
-            else:
-                attn_out = t2i.t2i_full(q, keys)
-            queries = _ln(L["norm2"], queries + attn_out)
-            w1, b1 = L["lin1"]
-            w2, b2 = L["lin2"]
-            h = _act(L["act"], F.linear(queries, w1, b1))
-            queries = _ln(L["norm3"], queries + F.linear(h, w2, b2))
-            if i == 0 and pre:
-                keys = i2t.i2t_first(st.src0, st.q0, queries + query_pe, queries, lr_i2t)
-            else:  # keys is a temporary of ours here: overwrite it
-                keys = i2t.i2t(keys, queries + query_pe, queries, inplace=True)
-            keys = _ln(L["norm4"], keys)
-            if i == 0:  # from here on the image side is in image_dtype (bf16 when asked)
-                keys = keys.to(w.image_dtype)
-        q = queries + query_pe
-        attn_out = w.final.t2i(q, keys) if fold else w.final.t2i_full(q, keys)
-        queries = _ln(w.norm_final, queries + attn_out)
-        return queries, keys
-
-    def _masks_one(self, w: _Weights, queries: Tensor, keys: Tensor, sel) -> Tensor:
-        """Low-res logits ``(k, 4h, 4w)`` of the mask tokens ``sel`` (a slice or an index
-        tensor into the ``num_mask_tokens`` mask tokens) of one decoded prompt."""
-        x = queries[1 : 1 + w.num_mask_tokens][sel].unsqueeze(1)  # (k, 1, C)
-        for li, (hw_, hb) in enumerate(w.hyper):
-            x = torch.baddbmm(hb[sel], x, hw_[sel])
-            if li < len(w.hyper) - 1:
-                x = x.relu_()
-        if w.hyper_sigmoid:
-            x = torch.sigmoid(x)
-        return self._upscale_and_mask(w, keys, x[:, 0, :])
-
-    @staticmethod
-    def _upscale_and_mask(w: _Weights, keys: Tensor, hyper_in: Tensor) -> Tensor:
-        """``output_upscaling(keys)`` dotted with ``hyper_in (k, C/8)`` -> ``(k, 4h, 4w)``.
-
-        Computed in ``w.image_dtype`` (the masks' logits are returned in the model's dtype).
-        """
-        up = w.up
-        c1, c2 = up["c1"], up["c2"]
-        keys, hyper_in = keys.to(w.image_dtype), hyper_in.to(w.image_dtype)  # no-ops when equal
-        y = torch.addmm(up["b1"], keys, up["w1"])  # (HW, 4*c1): columns (kh1, kw1, c)
-        y = _act(up["act1"], F.layer_norm(y.view(-1, c1), (c1,), up["ln_w"], up["ln_b"], up["ln_eps"]))
-        z = torch.addmm(up["b2"], y, up["w2"])  # (HW*4, 4*c2): rows (y, x, kh1, kw1)
-        z = _act(up["act2"], z).view(-1, c2)  # rows (y, x, kh1, kw1, kh2, kw2)
-        m = torch.mm(hyper_in, z.t())  # (k, HW*16)
-        return _pixel_shuffle_2x2x2(m, *w.grid).to(w.dtype)

@@ -1,6 +1,6 @@
 """Many prompts through :class:`~.fast_decoder.FastDecoder` at once (for "segment everything").
 
-The same maths as ``FastDecoder._transformer_one`` / ``_masks_one`` (the low-rank folded
+The same maths as :func:`.fast_decoder_one.transformer_one` / :func:`~.fast_decoder_one.masks_one` (the low-rank folded
 attention, the per-image precompute of the first block), with a leading prompt axis: the
 first block's token->image attention becomes one matmul per head over all ``B * T`` tokens
 against the per-image keys, the other attentions batched matmuls, the upscaling one matmul
