@@ -103,7 +103,7 @@ def params_from(kwargs: dict[str, Any]) -> EverythingParams:
 def _int(p: EverythingParams, name: str, lo: int, hi: int) -> None:
     v = getattr(p, name)
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        if isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer():
+        if not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer():
             v = int(v)
         else:
             raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}.")

@@ -8,6 +8,7 @@ logits to masks exactly as ``Sam.postprocess_masks`` does.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,34 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
 __all__ = ["Prediction"]
+
+
+def _check_display_size(size: Any, what: str = "display_size") -> tuple[int, int] | None:
+    """``size`` as ``(h, w)`` ints from 1 to 65536, or ``TypeError`` / ``ValueError`` naming ``what``."""
+    if size is None:
+        return None
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a pair (h, w) of ints, got {size!r}.") from None
+    for v in (h, w):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{what} must be a pair (h, w) of ints, got {size!r}.")
+    if not (1 <= h <= 65536 and 1 <= w <= 65536):
+        raise ValueError(f"{what} must be between 1 and 65536 pixels per side, got {size!r}.")
+    return int(h), int(w)
+
+
+def _check_threshold(threshold: Any) -> float | None:
+    """``threshold`` (a logit) as a float, None kept; ``TypeError`` / ``ValueError`` otherwise."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"threshold must be a number (a logit, e.g. 0.0) or None, not {type(threshold).__name__}.")
+    t = float(threshold)
+    if not math.isfinite(t):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    return t
 
 
 class Prediction:
@@ -80,7 +109,8 @@ class Prediction:
         upsampling as ``Sam.postprocess_masks``.
         """
         index = self._check_index(index)
-        if threshold is not None and float(threshold) != self._upscaler.threshold:
+        threshold = _check_threshold(threshold)
+        if threshold is not None and threshold != self._upscaler.threshold:
             return self._upscaler.full(self.logits[index : index + 1], float(threshold))[0]
         masks = self._masks
         if masks is not None:
@@ -116,9 +146,11 @@ class Prediction:
         ``threshold``: as for :meth:`mask`.
         """
         index = self._check_index(index)
-        if tuple(size) == tuple(self.image_size):
+        size = _check_display_size(size, "size")
+        threshold = _check_threshold(threshold)
+        if size == tuple(self.image_size):
             return self.mask(index, threshold)
-        same = threshold is None or float(threshold) == self._upscaler.threshold
+        same = threshold is None or threshold == self._upscaler.threshold
         if same and self.display_masks is not None and tuple(size) == self.display_size:
             return self.display_masks[index]
         return self._upscaler.to_display(self.logits[index : index + 1], size, threshold)[0]

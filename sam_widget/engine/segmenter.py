@@ -21,6 +21,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from .._checks import as_flag
 from .cache import DiskCache, MemoryLRU
 from .fast import encoder_precision
 from .fast_decoder import FastDecoder
@@ -76,6 +77,7 @@ class Segmenter(_SegmenterImages, _SegmenterPrompts, _SegmenterEverything):
                 "use Segmenter.from_pretrained('vit_b') or load_sam(...)."
             )
         check_precision(precision)
+        exact = as_flag(exact, "exact")
         weights = encoder_precision(sam.image_encoder)
         if weights == "bf16":  # converted at load: the fp32 weights are gone
             if exact or precision == "fp32":
@@ -92,10 +94,10 @@ class Segmenter(_SegmenterImages, _SegmenterPrompts, _SegmenterEverything):
                 resolve_precision(precision, sam.device, exact=True)  # raises the usual error
             precision = "fp32"
         else:
-            precision = resolve_precision(precision, sam.device, exact=bool(exact))
+            precision = resolve_precision(precision, sam.device, exact=exact)
         self.precision = precision
         self.sam = sam.eval()
-        self.exact = bool(exact)
+        self.exact = exact
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self._memory = MemoryLRU(memory_cache_bytes)
         self._disk = DiskCache(cache_dir) if cache_dir is not None else None

@@ -115,6 +115,7 @@ class _SegmenterImages:
         disk). Same arguments and errors as :meth:`set_image`.
         """
         rgb = to_rgb_uint8(image)
+        self._check_image_size(rgb.shape[:2])
         key = image_key(rgb)
         fp = self.fingerprint
         with self._inflight_lock:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from .prediction import Prediction, _Upscaler
+from .prediction import Prediction, _check_display_size, _Upscaler
 
 __all__ = ["_SegmenterPrompts"]
 
@@ -37,6 +37,8 @@ class _SegmenterPrompts:
     def mask_input_from_mask(self, mask: np.ndarray) -> np.ndarray:
         """Low-resolution logits ``(1, h, w)`` float32 (see :attr:`low_res_size`) describing an
         ``(H, W)`` bool mask of an ``H x W`` image: usable as ``predict(mask_input=...)``.
+        Integer masks holding only 0/1 (or 0/255) are taken too; anything else (floats, NaN,
+        label images) raises ``ValueError`` / ``TypeError``.
 
         For refining a mask that did not come from this model (drawn elsewhere, loaded from a
         file): each low-res cell gets the logit of the fraction of it the mask covers (1e-3 ..
@@ -44,8 +46,12 @@ class _SegmenterPrompts:
         to the longest side, padding right and below is background). Upsampled the way
         predictions are, these logits give back the mask up to the low-res cell size.
         """
-        m = np.asarray(mask)
-        if m.ndim != 2 or m.size == 0:
+        from ..io._common import as_bool_mask  # NumPy only: the package's one mask check
+
+        if isinstance(mask, np.ndarray) and mask.dtype == object:
+            raise TypeError("mask must be an (H, W) bool array, not an array of Python objects.")
+        m = as_bool_mask(mask, "mask")
+        if m.size == 0:
             raise ValueError(f"mask must be an (H, W) array, got shape {m.shape}.")
         H, W = m.shape
         img = self.sam.image_encoder.img_size
@@ -165,9 +171,12 @@ class _SegmenterPrompts:
 # ---------------------------------------------------------------------- validation
 def _as_float_array(value: Any, what: str) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+        raw = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
         raise TypeError(f"{what} must be numbers, got {value!r}.") from None
+    if raw.dtype.kind not in "iuf":  # bools, strings, objects (None), complex, datetimes
+        raise TypeError(f"{what} must be real numbers (image pixels), not {raw.dtype} values: {value!r}.")
+    arr = raw.astype(np.float64)
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} contains NaN or infinite values: {value!r}.")
     return arr
@@ -213,21 +222,6 @@ def _check_box(box: Any, size: tuple[int, int]) -> np.ndarray | None:
     if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
         raise ValueError(f"box {tuple(float(v) for v in b)} reaches outside the {W}x{H} (width x height) image.")
     return b
-
-
-def _check_display_size(size: Any) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    try:
-        h, w = size
-    except (TypeError, ValueError):
-        raise TypeError(f"display_size must be a pair (h, w) of ints, got {size!r}.") from None
-    for v in (h, w):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"display_size must be a pair (h, w) of ints, got {size!r}.")
-    if not (1 <= h <= 65536 and 1 <= w <= 65536):
-        raise ValueError(f"display_size must be between 1 and 65536 pixels per side, got {size!r}.")
-    return int(h), int(w)
 
 
 def _check_mask_input(mask_input: Any, low_res: tuple[int, int]) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .._checks import as_flag, as_timeout
 from ..images import ImageError, to_rgb_uint8
 from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
 from .engine_link import EngineLink
@@ -124,8 +125,8 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
         self._pages = Pages(self.images, self.single, display_size, history_limit, keep_neighbours=bool(prefetch))
         self._engine = EngineLink(segmenter, model, checkpoint, device, cache_dir, precision)
         self._budget = MaskBudget(mask_cache_bytes)
-        self.refine = bool(refine)
-        self.prefetch = bool(prefetch)
+        self.refine = refine
+        self.prefetch = as_flag(prefetch, "prefetch")
         self.error: str | None = None
         self.model_error: BaseException | None = None
         self._model_ready = threading.Event()
@@ -227,7 +228,12 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
         self._notifier.on_change(callback, remove)
 
     def subscribe(self, listener: SessionListener) -> None:
-        """Follow this session (a view): see :class:`SessionListener`."""
+        """Follow this session (a view): see :class:`SessionListener`. ``TypeError`` unless
+        ``listener`` has callable ``changed`` and ``status`` methods."""
+        if not all(callable(getattr(listener, m, None)) for m in ("changed", "status")):
+            raise TypeError(
+                f"listener must have changed(session) and status(session) methods, got {type(listener).__name__}."
+            )
         if listener not in self._notifier.listeners:
             self._notifier.listeners.append(listener)
 
@@ -254,6 +260,7 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
     def wait_ready(self, timeout: float | None = None) -> "Session":
         """Block until the model is loaded and the current image encoded. Raises what went wrong:
         ``RuntimeError`` (model), ``ImageError`` (this image cannot be read), ``TimeoutError``."""
+        timeout = as_timeout(timeout)
         if not self.ready.wait(timeout):
             raise TimeoutError(f"the image embedding was not ready within {timeout} s.")
         if self.model_error is not None:
@@ -265,6 +272,7 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
 
     def wait_idle(self, timeout: float | None = 60.0) -> "Session":
         """Block until every pending prompt has been answered and drawn (tests, scripts)."""
+        timeout = as_timeout(timeout)
         self.wait_ready(timeout)
         if not self._background.worker.idle.wait(timeout):
             raise TimeoutError(f"the session was still busy after {timeout} s.")
@@ -272,6 +280,7 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
 
     def wait_prefetch(self, timeout: float | None = 60.0) -> "Session":
         """Block until the background encoding of the neighbouring images is done (tests, benchmarks)."""
+        timeout = as_timeout(timeout)
         self.wait_idle(timeout)
         if not self._background.prefetcher.idle.wait(timeout):
             raise TimeoutError(f"prefetching was still running after {timeout} s.")
@@ -286,12 +295,29 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
         self._close_files()
 
     @property
+    def refine(self) -> bool:
+        """Whether further prompts refine the chosen candidate (SamPredictor's interactive
+        recipe); ``TypeError`` for anything but True / False."""
+        return self._refine
+
+    @refine.setter
+    def refine(self, on: bool) -> None:
+        self._refine = as_flag(on, "refine")
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
     # ================================================================== hover preview
     def request_preview(self, point: tuple[int, int]) -> None:
-        """Compute the mask under image pixel ``point`` (shown while there are no prompts)."""
+        """Compute the mask under image pixel ``point`` (``(x, y)``: column, row; shown while
+        there are no prompts). ``TypeError`` / ``ValueError`` for anything but a finite point
+        inside the image; a no-op while prompts are given, the model loads or after
+        :meth:`close`."""
+        if isinstance(point, (str, bytes)) or not hasattr(point, "__len__") or len(point) != 2:
+            raise TypeError(f"point must be an (x, y) pair of image pixels, got {point!r}.")
+        x, y = self.viewport.check_point(point[0], point[1], "preview point")
+        point = (int(x), int(y))
         if self._closed or not self.ready.is_set() or not self.prompts.is_empty:
             return
         self._preview_wanted = (self.index, point)
@@ -312,7 +338,8 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
     # ================================================================== plumbing
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this SamWidget was closed; create a new one.")
+            raise RuntimeError("this session was closed (close() was called); nothing can change it now. "
+                               "Save what you need with save() and start a new SamWidget or Session.")
 
     def _check_image(self) -> None:
         error = self._page(self.index).error
@@ -329,6 +356,7 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
         return self._push(snap.with_prompts(prompts, PredictionSlot(base=base, prompts=prompts)))
 
     def _push(self, snap: Snapshot) -> Snapshot:
+        self._check_open()  # after close() nothing changes (autosave no longer writes)
         self.history.push(snap)
         self._after_change()
         return snap

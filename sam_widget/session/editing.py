@@ -8,6 +8,7 @@ what needs the model. No widgets and no torch are imported here.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,7 +77,8 @@ class SessionEditing:
         return self
 
     def commit(self, label: str | None = None) -> ObjectRecord:
-        """Keep the current mask as an object (default label "object N"); clears the prompts.
+        """Keep the current mask as an object (label: ``label`` stripped; None or a blank string
+        gives the default "object N"); clears the prompts.
 
         While an object is being edited, it is replaced (same id, colour and label unless
         ``label`` is given). ``ValueError`` when there is no mask (no prompts, or empty).
@@ -132,9 +134,20 @@ class SessionEditing:
         return self
 
     def object_at(self, x: float, y: float) -> int | None:
-        """Index of the topmost object covering image pixel ``(x, y)``, or None."""
+        """Index of the topmost object covering image pixel ``(x, y)`` (column, row), or None
+        (also outside the image). ``TypeError`` / ``ValueError`` for non-numbers, NaN, infinity."""
         H, W = self.image.shape[:2]
-        c, r = int(x), int(y)
+        if any(isinstance(v, (str, bytes, bool)) for v in (x, y)):
+            raise TypeError(f"x and y must be numbers (image pixels), got ({x!r}, {y!r}).")
+        try:
+            xf, yf = float(x), float(y)
+        except (TypeError, ValueError):
+            raise TypeError(f"x and y must be numbers (image pixels), got ({x!r}, {y!r}).") from None
+        if not (math.isfinite(xf) and math.isfinite(yf)):
+            raise ValueError(f"x and y must be finite, got ({x!r}, {y!r}).")
+        if not (0 <= xf < W and 0 <= yf < H):
+            return None
+        c, r = int(xf), int(yf)
         if not (0 <= c < W and 0 <= r < H):
             return None
         for i in range(len(self.objects) - 1, -1, -1):
@@ -170,6 +183,7 @@ class SessionEditing:
 
     def undo(self) -> bool:
         """Step back (prompts, candidate choice, commits, deletes, renames, edits); False if nothing to undo."""
+        self._check_open()
         if not self.history.undo():
             return False
         self._after_change()
@@ -177,6 +191,7 @@ class SessionEditing:
 
     def redo(self) -> bool:
         """Step forward again; False (no-op) when there is nothing to redo."""
+        self._check_open()
         if not self.history.redo():
             return False
         self._after_change()

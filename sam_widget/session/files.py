@@ -249,4 +249,5 @@ class SessionFiles:
         of another size; :class:`~sam_widget.io.FormatError` for a bad file."""
         from .exchange import load_coco
 
+        self._check_open()  # type: ignore[attr-defined]
         return load_coco(self, path, image_dir)  # type: ignore[arg-type]

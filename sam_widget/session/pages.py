@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._checks import as_count
 from ..images import ImageError
 from ..render import resize_mask
 from ..state import History, ObjectRecord
@@ -71,7 +72,7 @@ class Pages:
         self.images = images
         self.display_size = display_size
         self.canvas_hw = self._choose_canvas(single, display_size)
-        self.history_limit = int(history_limit)
+        self.history_limit = as_count(history_limit, "history_limit")  # undo steps kept per image
         self.keep_neighbours = keep_neighbours
         self._pages: list[Page | None] = [None] * len(images)
         self.index = 0

@@ -64,6 +64,7 @@ class SessionTeaching:
 
     @threshold.setter
     def threshold(self, value: float) -> None:
+        self._check_open()
         t = check_threshold(value, self._logits_range())
         self._threshold = None if t == self._engine.mask_threshold else t
         self._notifier.changed()

@@ -26,6 +26,7 @@ import numpy as np
 import traitlets
 from ipyevents import Event
 
+from .._checks import as_flag
 from ..render_static import png_bytes
 from ..session import Session
 from ..session.pages import DEFAULT_MASK_BUDGET
@@ -121,7 +122,7 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
         self._session = session
         try:
             self._callbacks: list[Callable[["SamWidget"], None]] = []
-            self._controls = Controls(session.refine, hover, multi=len(session.images) > 1)
+            self._controls = Controls(session.refine, as_flag(hover, "hover"), multi=len(session.images) > 1)
             self._view = CanvasView(session.canvas_hw)
             self._painter = Painter(self._view, session, lambda: bool(self._controls.hover_box.value))
             self._everything_panel = EverythingPanel()
@@ -196,7 +197,7 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
 
     @refine.setter
     def refine(self, on: bool) -> None:
-        self._controls.refine_box.value = bool(on)
+        self._controls.refine_box.value = as_flag(on, "refine")
 
     @property
     def opacity(self) -> float:
@@ -247,7 +248,7 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
 
     @hover.setter
     def hover(self, on: bool) -> None:
-        self._controls.hover_box.value = bool(on)
+        self._controls.hover_box.value = as_flag(on, "hover")
 
     def on_change(self, callback: Callable[["SamWidget"], None], remove: bool = False) -> None:
         """Call ``callback(widget)`` after every change of the mask, the objects or the image.
@@ -345,7 +346,7 @@ class SamWidget(_WidgetState, _WidgetActions, _WidgetEverything, _WidgetFiles, _
             self._update_status()
             return
         c = self._controls
-        self._ui_call(self.commit, c.label_text.value or None)
+        self._ui_call(self.commit, c.label_text.value.strip() or None)
         if self._session.error is None:
             c.label_text.value = ""
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._checks import as_flag
+
 if TYPE_CHECKING:  # pragma: no cover
     from .widget import SamWidget
 
@@ -52,7 +54,7 @@ class _WidgetExplain:
 
     def show_explain(self, on: bool = True) -> "SamWidget":
         """Open (or close) the *Explain* panel beside the canvas (the toolbar's *Explain*, key X)."""
-        self._explain.show(bool(on))
+        self._explain.show(as_flag(on, "on"))
         return self
 
     def to_code(self, index: int | None = None, objects: Any = None) -> str:

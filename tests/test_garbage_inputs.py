@@ -1,0 +1,252 @@
+"""Garbage in: one clear error at the call that received it, state and files untouched.
+
+Cases an audit found slipping through (each test names the user's call): a closed session
+that still took changes (and never autosaved them), hover points checked only on the
+worker thread, listeners without methods, display sizes / thresholds handed to torch,
+non-mask arrays turned into mask inputs, strings and bools taken as coordinates or flags.
+Every model here is the shipped ``tiny_shapes`` (no download, CPU).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sam_widget import Segmenter, Session
+from sam_widget.data import shapes_image
+
+IMAGE, _ = shapes_image(3)
+H, W = IMAGE.shape[:2]
+
+
+@pytest.fixture
+def session(shapes_seg):
+    made = []
+
+    def make(**kwargs) -> Session:
+        s = Session(IMAGE, segmenter=shapes_seg, **kwargs).wait_ready(60)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def labels_in(path) -> list[str]:
+    """The object labels a session file holds (it is COCO JSON: annotations -> categories)."""
+    data = json.loads(path.read_text())
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    return [names[a["category_id"]] for a in data["annotations"]]
+
+
+def blob(h: int = H, w: int = W) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[h // 4 : h // 2, w // 4 : w // 2] = True
+    return m
+
+
+# ============================================================================ a closed session
+def test_a_closed_session_refuses_every_change_and_its_autosave_file_keeps_the_last_state(session, tmp_path):
+    auto = tmp_path / "auto.json"
+    s = session(autosave=auto)
+    s.add_object(blob(), "a")
+    s.close()  # writes what autosave has pending
+    saved = auto.read_bytes()
+    assert labels_in(auto) == ["a"]
+    changes = [
+        lambda: s.add_object(blob(), "b"),
+        lambda: s.delete(0),
+        lambda: s.rename(0, "c"),
+        lambda: s.undo(),
+        lambda: s.redo(),
+        lambda: s.add_point(30, 20),
+        lambda: setattr(s, "threshold", 0.5),
+        lambda: s.set_objects(blob().astype(np.uint8)),
+    ]
+    for change in changes:
+        with pytest.raises(RuntimeError, match="session was closed"):
+            change()
+    assert [o.label for o in s.objects] == ["a"] and s.threshold == 0.0
+    assert auto.read_bytes() == saved
+
+
+def test_a_closed_session_can_still_be_read_and_saved(session, tmp_path):
+    s = session()
+    s.add_object(blob(), "a")
+    s.close()
+    assert s.objects[0].label == "a" and s.prompts.is_empty
+    assert labels_in(s.save(tmp_path / "after_close.json")) == ["a"]
+
+
+# ============================================================================ session calls
+@pytest.mark.parametrize(
+    "point, error",
+    [((float("nan"), 1), ValueError), ((W + 100, 1), ValueError), (5, TypeError), ((1, 2, 3), TypeError),
+     (("a", 1), TypeError), ((True, 1), TypeError), ("ab", TypeError)],
+)
+def test_a_hover_point_that_is_not_a_pixel_of_the_image_is_refused_at_the_call(session, point, error):
+    s = session()
+    with pytest.raises(error, match="point"):
+        s.request_preview(point)
+    assert s.preview is None and s.error is None
+
+
+def test_a_hover_point_inside_the_image_gives_a_preview(session):
+    s = session()
+    s.request_preview((W // 2, H // 2))
+    s.wait_idle(60)
+    assert s.preview is not None and s.preview.point == (W // 2, H // 2)
+
+
+@pytest.mark.parametrize("listener", [5, "view", object()])
+def test_subscribing_something_that_is_not_a_view_is_a_type_error(session, listener):
+    s = session()
+    with pytest.raises(TypeError, match="changed.*status"):
+        s.subscribe(listener)
+    s.add_point(W // 2, H // 2)  # the session goes on working
+    assert s.mask is not None and s.error is None
+
+
+@pytest.mark.parametrize("x, y, error", [(float("nan"), 3, ValueError), (float("inf"), 3, ValueError),
+                                         ("a", 3, TypeError), (True, 3, TypeError), (None, 3, TypeError)])
+def test_object_at_answers_a_non_pixel_with_one_clear_error(session, x, y, error):
+    s = session()
+    s.add_object(blob(), "a")
+    with pytest.raises(error, match="x and y"):
+        s.object_at(x, y)
+    assert s.object_at(W * 3 // 8, H * 3 // 8) == 0 and s.object_at(-5, 3) is None and s.object_at(W, 0) is None
+
+
+@pytest.mark.parametrize("size, error", [(5, TypeError), ((0, 0), ValueError), ((2.5, 4), TypeError),
+                                         ((True, 4), TypeError), ((10**6, 4), ValueError)])
+def test_explain_with_a_size_that_is_not_h_w_pixels(session, size, error):
+    s = session()
+    s.add_point(W // 2, H // 2)
+    with pytest.raises(error, match="size"):
+        s.explain(size=size)
+    assert s.explain(size=(40, 50)).masks.shape[1:] == (40, 50)
+
+
+@pytest.mark.parametrize("timeout, error", [("x", TypeError), (True, TypeError), (-1, ValueError),
+                                            (float("nan"), ValueError)])
+def test_waiting_with_a_timeout_that_is_not_seconds(session, timeout, error):
+    s = session()
+    for wait in (s.wait_ready, s.wait_idle, s.wait_prefetch):
+        with pytest.raises(error, match="timeout"):
+            wait(timeout)
+    assert s.wait_idle(5.0) is s and s.wait_ready(None) is s
+
+
+@pytest.mark.parametrize("kwargs, error, word", [
+    ({"history_limit": -1}, ValueError, "history_limit"), ({"history_limit": 0}, ValueError, "history_limit"),
+    ({"history_limit": "x"}, TypeError, "history_limit"), ({"history_limit": True}, TypeError, "history_limit"),
+    ({"refine": "no"}, TypeError, "refine"), ({"prefetch": "yes"}, TypeError, "prefetch"),
+])
+def test_session_options_of_the_wrong_kind_are_refused_when_it_is_made(shapes_seg, kwargs, error, word):
+    with pytest.raises(error, match=word):
+        Session(IMAGE, segmenter=shapes_seg, **kwargs)
+
+
+def test_a_history_limit_of_one_still_undoes_one_step(session):
+    s = session(history_limit=1)
+    s.add_object(blob(), "a")
+    assert s.undo() and not s.objects and not s.undo()
+
+
+def test_refine_is_a_flag(session):
+    s = session(refine=np.bool_(False))
+    assert s.refine is False
+    s.refine = 1
+    assert s.refine is True
+    with pytest.raises(TypeError, match="refine"):
+        s.refine = "no"
+    assert s.refine is True
+
+
+# ============================================================================ the engine
+def test_segmenter_exact_must_be_a_flag(shapes_seg):
+    with pytest.raises(TypeError, match="exact"):
+        Segmenter(shapes_seg.sam, exact="no")
+    assert Segmenter(shapes_seg.sam, exact=0, precision="fp32").exact is False
+
+
+@pytest.mark.parametrize("points, box", [([["1", "2"]], None), ([[True, True]], None), (None, [False, False, True, True]),
+                                         ([[1, None]], None), ([[1 + 2j, 3]], None)])
+def test_predict_takes_numbers_only_as_coordinates(shapes_seg, points, box):
+    shapes_seg.set_image(IMAGE)
+    with pytest.raises(TypeError, match="real numbers"):
+        shapes_seg.predict(points=points, labels=None if points is None else [1], box=box)
+    p = shapes_seg.predict(points=np.array([[W // 2, H // 2]], np.int32), labels=[1])
+    assert p.masks.shape == (3, H, W)
+
+
+@pytest.mark.parametrize("size, error", [((0, 5), ValueError), ((5.5, 5), TypeError), ((True, 5), TypeError),
+                                         (7, TypeError)])
+def test_mask_at_size_needs_h_w_pixels(shapes_seg, size, error):
+    shapes_seg.set_image(IMAGE)
+    p = shapes_seg.predict(box=[10, 10, W // 2, H // 2])
+    with pytest.raises(error, match="size"):
+        p.mask_at_size(0, size)
+    assert p.mask_at_size(0, (H // 2, W // 2)).shape == (H // 2, W // 2)
+
+
+@pytest.mark.parametrize("threshold, error", [(float("nan"), ValueError), (float("inf"), ValueError),
+                                              ("0.5", TypeError), (True, TypeError)])
+def test_a_mask_threshold_must_be_a_finite_logit(shapes_seg, threshold, error):
+    shapes_seg.set_image(IMAGE)
+    p = shapes_seg.predict(box=[10, 10, W // 2, H // 2])
+    for call in (lambda: p.mask(0, threshold=threshold), lambda: p.mask_at_size(0, (20, 30), threshold=threshold)):
+        with pytest.raises(error, match="threshold"):
+            call()
+    assert np.array_equal(p.mask(0, threshold=0.0), p.masks[0])
+
+
+@pytest.mark.parametrize("mask, error", [(np.full((5, 5), np.nan), ValueError), (np.array([[None]]), TypeError),
+                                         (np.full((5, 5), 7.0), ValueError), (np.full((5, 5), 3, np.uint8), ValueError),
+                                         (np.ones((2, 5, 5), bool), ValueError)])
+def test_mask_input_from_mask_takes_masks_only(shapes_seg, mask, error):
+    shapes_seg.set_image(IMAGE)
+    with pytest.raises(error, match="mask"):
+        shapes_seg.mask_input_from_mask(mask)
+    a = shapes_seg.mask_input_from_mask(blob())
+    b = shapes_seg.mask_input_from_mask(blob().astype(np.uint8) * 255)
+    assert np.array_equal(a, b) and np.isfinite(a).all()
+
+
+def test_prefetch_of_a_too_thin_image_says_what_set_image_says(shapes_seg):
+    thin = np.zeros((1, 5000, 3), np.uint8)
+    with pytest.raises(ValueError) as direct:
+        shapes_seg.set_image(thin)
+    with pytest.raises(ValueError) as ahead:
+        shapes_seg.prefetch(thin)
+    assert str(ahead.value) == str(direct.value) and "thin" in str(ahead.value)
+
+
+@pytest.mark.parametrize("name", ["points_per_side", "points_per_batch"])
+def test_everything_counts_are_not_bools(shapes_seg, name):
+    shapes_seg.set_image(IMAGE)
+    with pytest.raises(ValueError, match=name):
+        shapes_seg.segment_everything(**{name: True})
+
+
+def test_widget_switches_are_flags(comm, shapes_seg):
+    from sam_widget import SamWidget
+
+    with pytest.raises(TypeError, match="hover"):
+        SamWidget(IMAGE, segmenter=shapes_seg, hover="no")
+    w = SamWidget(IMAGE, segmenter=shapes_seg).wait_ready(60)
+    try:
+        for name in ("refine", "hover"):
+            with pytest.raises(TypeError, match=name):
+                setattr(w, name, "no")
+        w.hover = True
+        w.refine = False
+        assert w.hover is True and w.refine is False and w._session.refine is False
+        with pytest.raises(TypeError, match="on"):
+            w.show_explain("yes")
+        assert not w._explain.visible
+    finally:
+        w.close()
