@@ -206,7 +206,9 @@ def _shapes(size: dict) -> dict[str, Any]:
     from sam_widget.engine.checkpoints import load_sam
     from sam_widget.engine.segmenter import Segmenter
 
-    sam_a, sam_b = load_sam("tiny_shapes"), load_sam("tiny_shapes")
+    # fp32 weights on both sides: the official generator is the fp32 reference and exact mode
+    # needs them (load_sam's "auto" would convert the encoder to bf16 on a bf16 machine)
+    sam_a, sam_b = load_sam("tiny_shapes", precision="fp32"), load_sam("tiny_shapes", precision="fp32")
     out: dict[str, Any] = {}
     for name, extra in SHAPES_SETTINGS.items():
         params = dict(extra, points_per_side=size["shapes_points"])

@@ -14,7 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-}"
+if [[ -z "$PY" ]]; then  # the project's venv where there is one (scripts/setup.sh), else the system Python
+    if [[ -x "$REPO/.venv/bin/python" ]]; then PY="$REPO/.venv/bin/python"; else PY=python3; fi
+fi
 WHEELS="$REPO/.gpu_wheels"
 
 if [[ "${1:-}" == "--prepare" ]]; then

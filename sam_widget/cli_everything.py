@@ -199,7 +199,7 @@ def _validate(args: argparse.Namespace) -> _Request:
         from .io._common import check_output_file
 
         try:
-            coco = check_output_file(args.coco, "--coco file")
+            coco = check_output_file(args.coco, "--coco file", creates=output)
         except ValueError as e:
             raise ValueError(str(e)) from None
     model = args.model if args.model is not None else (None if checkpoint is not None else DEFAULT_MODEL)

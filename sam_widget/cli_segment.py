@@ -87,7 +87,7 @@ def _validate(args: argparse.Namespace) -> _Request:
     if getattr(args, "coco", None) is not None:
         from .io._common import check_output_file
 
-        coco = check_output_file(args.coco, "--coco")
+        coco = check_output_file(args.coco, "--coco", creates=output)
     try:
         image = load_image(args.image_path)
     except ImageError as e:

@@ -146,6 +146,22 @@ def test_box(loader, tiny_sam, sample_path, tmp_path, capsys):
     check_outputs(out, stdout, expected(tiny_sam, sample_path, box=[10, 100, 300, 300]), (480, 640))
 
 
+def test_a_coco_file_inside_the_new_output_folder(loader, tiny_sam, sample_path, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    out = tmp_path / "new" / "run"  # does not exist yet: segment creates it, then writes the COCO file in it
+    code, stdout, stderr = run(
+        ["segment", "--image_path", sample_path, *EX_BOX, "--output", out, "--coco", out / "c.json"], capsys
+    )
+    assert (code, stderr) == (0, "")
+    anns = COCO(str(out / "c.json")).dataset["annotations"]
+    assert len(anns) == len(np.load(out / "masks.npy")) and str(out / "c.json") in stdout
+    code, _, stderr = run(
+        ["segment", "--image_path", sample_path, *EX_BOX, "--output", out, "--coco", tmp_path / "other" / "c.json"], capsys
+    )
+    assert code == 2 and "does not exist" in stderr  # any other missing folder is still an error
+
+
 def test_points_labels_and_box(loader, tiny_sam, sample_path, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["segment", "--image_path", sample_path, *EX_POINTS, *EX_BOX, "--output", out]

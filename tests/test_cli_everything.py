@@ -201,3 +201,14 @@ def test_a_coco_path_in_a_missing_folder_exits_2_before_any_work(scene, tmp_path
     code, _, err = run(["everything", "--image_path", str(path), "--output", str(tmp_path / "o"), "--coco", str(tmp_path / "no" / "x.json"), *FLAGS], capsys)
     assert code == 2 and "--coco file" in err and "does not exist" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_coco_file_inside_the_new_output_folder(scene, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    path, _ = scene
+    out = tmp_path / "new" / "run"
+    code, _, err = run(["everything", "--image_path", str(path), "--output", str(out), "--coco", str(out / "p.json"),
+                        "--no-progress", *FLAGS], capsys)
+    assert code == 0, err
+    assert len(COCO(str(out / "p.json")).dataset["annotations"]) == int(np.asarray(Image.open(out / "labels.png")).max())

@@ -80,8 +80,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return atomic_write(path, write)
 
 
-def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
-    """Check that ``path`` can be written as a file (its directory exists, it is not a
+def check_output_file(path: str | os.PathLike[str], what: str = "output file", creates: Path | None = None) -> Path:
+    """Check that ``path`` can be written as a file (its directory exists, or is the folder
+    ``creates`` -- one the caller makes before writing -- or inside it; it is not a
     directory). Raises ``ValueError`` naming the path. Returns it as a Path."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{what} must be a path (str or os.PathLike), not {type(path).__name__}.")
@@ -89,6 +90,10 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
     if p.is_dir():
         raise ValueError(f"{what} {str(p)!r} is a directory; give a file name.")
     parent = p.parent
+    if creates is not None and not parent.exists():
+        made = Path(creates).expanduser().resolve()
+        if parent.resolve() == made:  # a file in the folder the caller creates first
+            return p
     if not parent.exists():
         raise ValueError(f"cannot write {what} {str(p)!r}: directory {str(parent)!r} does not exist.")
     if not parent.is_dir():
