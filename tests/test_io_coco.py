@@ -443,3 +443,98 @@ def test_prompts_as_numpy_arrays_or_state_prompts_are_stored_the_same():
     a, b = (ann["sam_widget"]["prompts"] for ann in coco["annotations"])
     assert a == b == {"points": [[1.5, 2.0]], "labels": [1], "box": [0.0, 0.0, 5.0, 5.0]}
     assert json.loads(json.dumps(coco)) == coco
+
+
+# ------------------------------------------------------------- garbage in: one clear error
+
+
+NAN = float("nan")
+TRIANGLE = [0, 0, 6, 0, 0, 6]
+
+
+@pytest.mark.parametrize(
+    "polygons, height, width, error, message",
+    [
+        ([[0, 0, NAN, 1, 3, 3]], 10, 12, ValueError, r"polygons\[0\] holds NaN or infinite"),
+        ([TRIANGLE, [0, 0, float("inf"), 1, 3, 3]], 10, 12, ValueError, r"polygons\[1\] holds NaN or infinite"),
+        ([[0, 0, 1]], 10, 12, ValueError, r"polygons\[0\] must hold an even number >= 6 .* got 3"),
+        ([[0, 0, 5, 5]], 10, 12, ValueError, r"polygons\[0\] must hold an even number >= 6 .* got 4"),
+        ([TRIANGLE + [4]], 10, 12, ValueError, r"polygons\[0\] must hold an even number >= 6 .* got 7"),
+        (TRIANGLE, 10, 12, ValueError, r"polygons is a flat list of numbers"),
+        ([[[0, 0], [6, 0], [0, 6]]], 10, 12, ValueError, r"polygons\[0\] must be a flat list"),
+        ([["0", 0, 6, 0, 0, 6]], 10, 12, TypeError, r"polygons\[0\] must hold real numbers"),
+        ([[True, 0, 6, 0, 0, 6]], 10, 12, TypeError, r"polygons\[0\] must hold numbers"),
+        ([TRIANGLE], -10, 12, ValueError, r"height must be a whole number > 0, got -10"),
+        ([TRIANGLE], 10.0, 12, ValueError, r"height must be a whole number > 0, got 10.0"),
+        ([TRIANGLE], 10, True, ValueError, r"width must be a whole number > 0, got True"),
+        ("abc", 10, 12, TypeError, r"polygons must be a list"),
+    ],
+    ids=["nan", "inf-in-second", "3-coords", "4-coords", "odd", "flat-list", "nested-pairs", "strings", "bools",
+         "negative-height", "float-height", "bool-width", "a-string"],
+)
+def test_polygons_to_mask_refuses_bad_polygons_and_sizes(polygons, height, width, error, message):
+    with pytest.raises(error, match=message):
+        sio.polygons_to_mask(polygons, height, width)
+
+
+def test_polygons_to_mask_checks_holes_and_still_takes_arrays():
+    square = [0, 0, 8, 0, 8, 8, 0, 8]
+    hole = [2, 2, 6, 2, 6, 6, 2, 6]
+    mask = sio.polygons_to_mask([square], 10, 12, [[hole]])
+    assert mask.sum() == 64 - 16 and not mask[3:6, 3:6].any()
+    assert np.array_equal(sio.polygons_to_mask([np.array(square, np.float32)], np.int64(10), 12, [[hole]]), mask)
+    with pytest.raises(ValueError, match=r"holes\[0\]\[0\] holds NaN"):
+        sio.polygons_to_mask([square], 10, 12, [[[2, 2, NAN, 2, 6, 6]]])
+    with pytest.raises(ValueError, match=r"holes has 2 entries but there are 1 polygons"):
+        sio.polygons_to_mask([square], 10, 12, [[hole], []])
+
+
+def test_encode_mask_and_bbox_take_0_1_integer_masks_like_bool_and_refuse_floats_and_stacks():
+    m = np.zeros((5, 6), bool)
+    m[1:3, 2:5] = True
+    for same in (m.astype(np.int64), m.astype(np.uint8) * 255, m.astype(int).tolist()):
+        assert sio.encode_mask(same) == sio.encode_mask(m)
+        assert sio.mask_bbox_xyxy(same) == (2, 1, 5, 3)
+    half = np.where(m, 0.5, 0.0)  # a probability map: must be thresholded by the user
+    for function in (sio.encode_mask, sio.mask_bbox_xyxy, sio.mask_to_polygons):
+        with pytest.raises(ValueError, match=r"mask must be a bool mask, got dtype float64"):
+            function(half)
+        with pytest.raises(ValueError, match=r"mask must be an \(H, W\) mask, got an array of shape \(2, 5, 6\)"):
+            function(np.stack([m, m]))
+        with pytest.raises(ValueError, match=r"mask holds values other than 0 and 1"):
+            function(m.astype(np.int64) * 2 + 1)
+    with pytest.raises(ValueError, match=r"bbox \(0, 0, 9, 9\) is not an XYXY end-exclusive box inside"):
+        sio.encode_mask(m, (0, 0, 9, 9))
+
+
+@pytest.mark.parametrize(
+    "rle, error, message",
+    [
+        ([1, 2], TypeError, r"rle must be a COCO RLE dict"),
+        ({"size": [2, 3]}, ValueError, r"rle has no 'counts' key"),
+        ({"counts": [6]}, ValueError, r"rle has no 'size' key"),
+        ({"size": [True, 3], "counts": [3]}, TypeError, r"rle\['size'\] must be \[H, W\]"),
+        ({"size": [2.0, 3], "counts": [6]}, TypeError, r"rle\['size'\] must be \[H, W\]"),
+        ({"size": [2], "counts": [6]}, TypeError, r"rle\['size'\] must be \[H, W\]"),
+        ({"size": [-2, 3], "counts": [6]}, ValueError, r"rle\['size'\] \[-2, 3\] is negative"),
+        ({"size": [2, 3], "counts": 6}, TypeError, r"rle\['counts'\] must be a compressed string"),
+        ({"size": [2, 3], "counts": [2.5, 3.5]}, TypeError, r"rle\['counts'\]\[0\] must be a whole number"),
+        ({"size": [2, 3], "counts": "é"}, ValueError, r"rle\['counts'\] holds a non-ASCII character"),
+        ({"size": [2, 3], "counts": [2, 3]}, ValueError, r"runs add up to 5 pixels"),
+    ],
+    ids=["a-list", "no-counts", "no-size", "bool-height", "float-height", "one-number", "negative", "int-counts",
+         "float-runs", "non-ascii", "runs-too-short"],
+)
+def test_decode_rle_refuses_malformed_rles(rle, error, message):
+    with pytest.raises(error, match=message):
+        sio.decode_rle(rle)
+
+
+def test_build_categories_refuses_labels_that_are_not_strings():
+    assert sio.build_categories(["dog", "cat", "dog"])[1] == {"cat": 1, "dog": 2}
+    with pytest.raises(TypeError, match=r"labels\[0\] must be a string, got 1 \(int\)"):
+        sio.build_categories([1, 2])
+    with pytest.raises(TypeError, match=r"labels\[1\] must be a string, got None"):
+        sio.build_categories(["cat", None])
+    with pytest.raises(TypeError, match=r"labels must be a list of label strings, not str"):
+        sio.build_categories("cat")

@@ -178,3 +178,53 @@ def test_measurements_with_pixel_size_grey_images_files_and_sizes(tmp_path):
 def test_measurements_of_an_empty_mask_and_no_objects():
     df = sio.measurements([(5, 5), (4, 4)], [[np.zeros((5, 5), bool)], []])
     assert len(df) == 1 and df["area_px"][0] == 0 and math.isnan(df["centroid_x"][0])
+
+
+# ------------------------------------------------------------- garbage in: one clear error
+
+
+def test_label_image_of_0_1_integer_masks_equals_that_of_the_bool_masks():
+    top = np.array([[1, 1, 0], [0, 0, 0]])
+    diagonal = np.array([[0, 1, 0], [1, 0, 1]])
+    expected = np.array([[1, 2, 0], [2, 0, 2]], np.int32)
+    assert np.array_equal(sio.label_image([top, diagonal]), expected)
+    assert np.array_equal(sio.label_image(np.stack([top, diagonal]).astype(np.uint8) * 255), expected)
+    assert np.array_equal(sio.label_image([top.tolist(), diagonal.tolist()]), expected)
+    assert np.array_equal(sio.label_image([top.astype(bool), diagonal.astype(bool)]), expected)
+    assert np.array_equal(sio.label_image([], shape=(2, 3)), np.zeros((2, 3), np.int32))
+
+
+@pytest.mark.parametrize(
+    "masks, kwargs, error, message",
+    [
+        (np.zeros((2, 3, 4, 5), bool), {}, ValueError, r"masks must be an \(N, H, W\) stack.*\(2, 3, 4, 5\)"),
+        ([[0, 1], [1, 0]], {}, ValueError, r"masks\[0\] must be an \(H, W\) mask"),
+        ([np.full((2, 2), 0.5)], {}, ValueError, r"masks\[0\] must be a bool mask, got dtype float"),
+        ([np.zeros((2, 2), bool), np.array([[0, 2], [1, 0]])], {}, ValueError, r"masks\[1\] holds values other than 0 and 1"),
+        ([np.zeros((2, 2), bool), np.zeros((2, 3), bool)], {}, ValueError, r"masks\[1\] has shape \(2, 3\)"),
+        ([np.zeros((2, 2), bool)], {"shape": (3, 3)}, ValueError, r"shape=\(3, 3\)"),
+        ([], {"shape": (2.0, 3)}, ValueError, r"shape must be \(H, W\)"),
+        (7, {}, TypeError, r"masks must be an \(N, H, W\) array or a list"),
+    ],
+    ids=["4d-stack", "list-of-rows", "float", "label-values", "two-shapes", "wrong-shape", "float-shape", "an-int"],
+)
+def test_label_image_refuses_masks_it_cannot_label(masks, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        sio.label_image(masks, **kwargs)
+
+
+@pytest.mark.parametrize("bits, error", [(True, TypeError), (1.0, TypeError), ("8", TypeError), (2, ValueError)])
+def test_export_png_bits_must_be_the_whole_number_1_or_8_and_nothing_is_written(tmp_path, bits, error):
+    out = tmp_path / "out"
+    with pytest.raises(error, match="bits must be"):
+        sio.export_png(out, [(4, 5)], [[np.ones((4, 5), bool)]], per_object=True, bits=bits)
+    assert not out.exists()
+
+
+def test_safe_name_refuses_a_max_bytes_below_one():
+    assert sio.safe_name("abc", max_bytes=1) == "a"
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=r"max_bytes must be >= 1"):
+            sio.safe_name("abc", max_bytes=bad)
+    with pytest.raises(TypeError, match="max_bytes"):
+        sio.safe_name("abc", max_bytes=2.5)

@@ -162,8 +162,17 @@ def safe_name(text: str, fallback: str = "object", max_bytes: int = 80) -> str:
     ``-`` and ``.`` are kept (NFC-normalised); every other run of characters (spaces,
     slashes, control characters, ...) becomes one ``_``. Leading dots and ``_`` are
     removed (no hidden files, no ``..``); an empty result becomes ``fallback``; the result
-    is cut to ``max_bytes`` bytes of UTF-8.
+    is cut to ``max_bytes`` bytes of UTF-8 (a whole number >= 1; ``fallback`` is used
+    as given, so it should be short and safe itself).
     """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+        raise TypeError(f"max_bytes must be a whole number of bytes, not {max_bytes!r}.")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}.")
+    if not isinstance(fallback, str):
+        raise TypeError(f"fallback must be a string, not {type(fallback).__name__}.")
+    if not fallback:
+        raise ValueError("fallback must be a non-empty string (it replaces an empty name).")
     s = unicodedata.normalize("NFC", str(text))
     s = _UNSAFE.sub("_", s).strip("._")
     if not s:

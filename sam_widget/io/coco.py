@@ -47,7 +47,18 @@ __all__ = ["to_coco", "read_coco", "CocoDataset", "CocoImage", "CocoObject", "EX
 
 
 def build_categories(labels: Sequence[str], categories: Any = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """COCO category dicts and the ``{label: id}`` map (see the module docstring's id rule)."""
+    """COCO category dicts and the ``{label: id}`` map (see the module docstring's id rule).
+
+    ``labels``: a list of label strings (repeats allowed). ``categories``: ``None`` (ids
+    1, 2, ... in sorted label order), a list of names or COCO category dicts, or a
+    ``{name: id}`` dict; it must name every label. A non-string label raises ``TypeError``
+    naming it.
+    """
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, (Sequence, np.ndarray)):
+        raise TypeError(f"labels must be a list of label strings, not {type(labels).__name__}.")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            raise TypeError(f"labels[{i}] must be a string, got {label!r} ({type(label).__name__}).")
     if categories is None:
         names = sorted(set(labels))
         cats = [{"id": i, "name": name} for i, name in enumerate(names, start=1)]

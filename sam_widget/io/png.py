@@ -24,7 +24,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ._common import FormatError, atomic_write, check_output_dir, safe_name
+from ._common import FormatError, as_bool_mask, atomic_write, check_output_dir, safe_name
 from ._inputs import normalise
 
 __all__ = ["export_png", "read_label_image", "label_image", "LabelObject"]
@@ -33,18 +33,43 @@ _TEXT_KEY = "sam_widget:labels"
 
 
 def label_image(masks: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """``(H, W)`` int32 label image of ``(H, W)`` bool masks: 0 background, ``i`` for mask
-    ``i - 1`` (later masks on top where they overlap). ``shape`` is needed when there are
-    no masks."""
-    masks = list(masks)
-    if not masks:
-        if shape is None:
+    """``(H, W)`` int32 label image of masks: 0 background, ``i`` for mask ``i - 1`` (later
+    masks on top where they overlap).
+
+    ``masks``: an ``(N, H, W)`` array or a list of ``(H, W)`` masks, all the same shape; each
+    mask bool, or integers holding only 0/1 (or only 0/255). Float masks and other values
+    raise ``ValueError`` (threshold them first). ``shape`` ``(H, W)``: needed when there are
+    no masks; when given with masks, they must have it.
+    """
+    if isinstance(masks, np.ndarray):
+        if masks.ndim != 3:
+            raise ValueError(
+                f"masks must be an (N, H, W) stack or a list of (H, W) masks, got an array of shape {masks.shape}."
+            )
+    elif isinstance(masks, (str, bytes, dict)) or not isinstance(masks, Sequence):
+        raise TypeError(f"masks must be an (N, H, W) array or a list of (H, W) masks, not {type(masks).__name__}.")
+    expected: tuple[int, int] | None = None
+    if shape is not None:
+        if (
+            not isinstance(shape, (tuple, list))
+            or len(shape) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in shape)
+        ):
+            raise ValueError(f"shape must be (H, W), two whole numbers >= 0, got {shape!r}.")
+        expected = (int(shape[0]), int(shape[1]))
+    checked = [as_bool_mask(m, f"masks[{j}]") for j, m in enumerate(masks)]
+    if not checked:
+        if expected is None:
             raise ValueError("label_image needs shape=(H, W) when there are no masks.")
-        return np.zeros(shape, np.int32)
-    out = np.zeros(masks[0].shape, np.int32)
-    for i, m in enumerate(masks, start=1):
-        if m.shape != out.shape:
-            raise ValueError(f"masks[{i - 1}] has shape {m.shape}, the first mask {out.shape}.")
+        return np.zeros(expected, np.int32)
+    first = checked[0].shape
+    for j, m in enumerate(checked):
+        if m.shape != first:
+            raise ValueError(f"masks[{j}] has shape {m.shape}, the first mask {first}.")
+    if expected is not None and first != expected:
+        raise ValueError(f"the masks have shape {first} but shape={expected}.")
+    out = np.zeros(first, np.int32)
+    for i, m in enumerate(checked, start=1):
         out[m] = i
     return out
 
@@ -68,12 +93,14 @@ def export_png(
     ``images``, ``masks_per_image`` and ``labels`` are as for :func:`sam_widget.io.to_coco`
     (paths, ``(H, W)`` sizes, dicts with ``file_name``, or arrays; per image an
     ``(N, H, W)`` bool stack or a list of masks; per image one label per mask). ``bits``:
-    1 or 8 for the per-object masks. Returns the written paths, labels first.
+    the int 1 or 8, the depth of the per-object masks. Returns the written paths, labels first.
 
     Every argument is checked, and ``out_dir`` too (an existing *file* there raises
     ``ValueError``), before the first file is written; each file is written atomically.
     More than 65535 objects on one image raise ``ValueError``.
     """
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+        raise TypeError(f"bits must be the whole number 1 or 8, not {bits!r} ({type(bits).__name__}).")
     if bits not in (1, 8):
         raise ValueError(f"bits must be 1 or 8, got {bits!r}.")
     if not isinstance(per_object, bool):

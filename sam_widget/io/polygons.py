@@ -38,6 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._common import as_bool_mask
+from ._inputs import _positive_int
 from .rle import mask_bbox_xyxy
 
 __all__ = [
@@ -53,7 +55,8 @@ DEFAULT_TOLERANCE = 0.25  # pixels: inside the 0.35-0.5 px margin, so the polygo
 def mask_to_polygons(
     mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE, bbox: tuple[int, int, int, int] | None = None
 ) -> tuple[list[list[float]], list[list[list[float]]]]:
-    """Outer boundaries and holes of an ``(H, W)`` bool mask as COCO polygons.
+    """Outer boundaries and holes of an ``(H, W)`` mask (bool, or integers holding only 0/1
+    or only 0/255; floats raise ``ValueError``) as COCO polygons.
 
     Returns ``(outer, holes)``: ``outer`` is a list of flat ``[x0, y0, x1, y1, ...]``
     polygons (at least 3 vertices each), ``holes[i]`` the hole polygons inside
@@ -63,8 +66,11 @@ def mask_to_polygons(
     """
     import cv2
 
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tolerance must be a number of pixels, not {type(tolerance).__name__}.")
     if tolerance < 0 or not np.isfinite(tolerance):
         raise ValueError(f"tolerance must be a finite number of pixels >= 0, got {tolerance!r}.")
+    mask = as_bool_mask(mask, "mask")
     box = bbox if bbox is not None else mask_bbox_xyxy(mask)
     if box is None:
         return [], []
@@ -104,6 +110,34 @@ def mask_to_polygons(
     return outer, holes
 
 
+def _flat_polygon(poly: object, where: str) -> list[float]:
+    """``poly`` as a list of floats, checked: a flat sequence of an even number (>= 6) of
+    finite real numbers; ``TypeError``/``ValueError`` naming ``where`` otherwise."""
+    if isinstance(poly, np.ndarray):
+        array = poly
+    elif isinstance(poly, (list, tuple)):
+        if any(isinstance(v, (bool, np.bool_)) for v in poly):
+            raise TypeError(f"{where} must hold numbers, not True/False.")
+        array = np.asarray(poly) if poly else np.zeros(0)
+    else:
+        raise TypeError(f"{where} must be a flat list [x0, y0, x1, y1, ...] of numbers, not {type(poly).__name__}.")
+    if array.ndim != 1:
+        raise ValueError(
+            f"{where} must be a flat list [x0, y0, x1, y1, ...], got nested values (shape {array.shape})."
+        )
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{where} must hold real numbers, got {array.dtype} values.")
+    if array.size < 6 or array.size % 2:
+        raise ValueError(
+            f"{where} must hold an even number >= 6 of coordinates (x, y pairs, at least 3 points), "
+            f"got {array.size}."
+        )
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{where} holds NaN or infinite coordinates.")
+    return values.tolist()
+
+
 def polygons_to_mask(
     polygons: Sequence[Sequence[float]],
     height: int,
@@ -111,22 +145,53 @@ def polygons_to_mask(
     holes: Sequence[Sequence[Sequence[float]]] | None = None,
 ) -> np.ndarray:
     """Rasterise COCO polygons with pycocotools: the union of ``polygons``, each minus its
-    ``holes[i]`` when given. Returns an ``(H, W)`` bool mask."""
+    ``holes[i]`` when given. Returns an ``(H, W)`` bool mask.
+
+    ``polygons``: a list of flat ``[x0, y0, x1, y1, ...]`` polygons in COCO coordinates
+    (x = column, y = row, see the module docstring), each an even number >= 6 of finite
+    numbers. ``height``, ``width``: whole numbers > 0. ``holes``: ``None`` or one list of
+    hole polygons per polygon (``holes[i]`` for ``polygons[i]``; an empty list for none).
+    Anything else raises ``TypeError``/``ValueError`` naming the bad item.
+    """
     from pycocotools import mask as mask_utils
 
-    def fill(polys: Sequence[Sequence[float]]) -> np.ndarray:
-        rles = mask_utils.frPyObjects([list(map(float, p)) for p in polys], height, width)
+    height = _positive_int(height, "height")
+    width = _positive_int(width, "width")
+    if isinstance(polygons, (str, bytes, dict)) or not isinstance(polygons, (Sequence, np.ndarray)):
+        raise TypeError(f"polygons must be a list of flat [x0, y0, x1, y1, ...] lists, not {type(polygons).__name__}.")
+    if (isinstance(polygons, np.ndarray) and polygons.ndim == 1) or len(polygons) and all(
+        isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in polygons
+    ):
+        raise ValueError(
+            "polygons is a flat list of numbers; it must be a list of polygons, each a flat "
+            "[x0, y0, x1, y1, ...] list (for one polygon: [polygon])."
+        )
+    polys = [_flat_polygon(p, f"polygons[{i}]") for i, p in enumerate(polygons)]
+    hole_polys: list[list[list[float]]] | None = None
+    if holes is not None:
+        if isinstance(holes, (str, bytes, dict)) or not isinstance(holes, (Sequence, np.ndarray)):
+            raise TypeError(f"holes must be None or one list of hole polygons per polygon, not {type(holes).__name__}.")
+        if len(holes) != len(polys):
+            raise ValueError(f"holes has {len(holes)} entries but there are {len(polys)} polygons (one list per polygon).")
+        hole_polys = []
+        for i, h in enumerate(holes):
+            if isinstance(h, (str, bytes, dict)) or not isinstance(h, (Sequence, np.ndarray)):
+                raise TypeError(f"holes[{i}] must be a list of hole polygons, not {type(h).__name__}.")
+            hole_polys.append([_flat_polygon(q, f"holes[{i}][{k}]") for k, q in enumerate(h)])
+
+    def fill(flat: list[list[float]]) -> np.ndarray:
+        rles = mask_utils.frPyObjects(flat, height, width)
         return np.ascontiguousarray(mask_utils.decode(mask_utils.merge(rles)).view(np.bool_))
 
-    if not polygons:
+    if not polys:
         return np.zeros((height, width), bool)
-    if not holes or not any(holes):
-        return fill(polygons)
+    if not hole_polys or not any(hole_polys):
+        return fill(polys)
     out = np.zeros((height, width), bool)
-    for i, poly in enumerate(polygons):
+    for poly, inner in zip(polys, hole_polys):
         part = fill([poly])
-        if i < len(holes) and holes[i]:
-            part &= ~fill(holes[i])
+        if inner:
+            part &= ~fill(inner)
         out |= part
     return out
 

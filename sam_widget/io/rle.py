@@ -9,17 +9,24 @@ the whole image) and lets pycocotools compress them; the result is byte-identica
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from ._common import as_bool_mask
 
 __all__ = ["encode_mask", "decode_rle", "mask_bbox_xyxy", "rle_to_mask"]
 
 
 def mask_bbox_xyxy(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(x0, y0, x1, y1)`` of an ``(H, W)`` bool mask, end-exclusive (``x1`` is one past
-    the last column), or ``None`` for an empty mask. XYXY, like the rest of sam_widget
-    (COCO's ``bbox`` is XYWH: ``[x0, y0, x1 - x0, y1 - y0]``)."""
+    """``(x0, y0, x1, y1)`` of an ``(H, W)`` mask, end-exclusive (``x1`` is one past the
+    last column), or ``None`` for an empty mask. XYXY, like the rest of sam_widget (COCO's
+    ``bbox`` is XYWH: ``[x0, y0, x1 - x0, y1 - y0]``).
+
+    ``mask``: bool, or integers holding only 0/1 (or only 0/255); floats, other values and
+    other shapes raise ``ValueError`` (threshold float masks first)."""
+    mask = as_bool_mask(mask, "mask")
     cols = np.flatnonzero(mask.any(axis=0))
     if cols.size == 0:
         return None
@@ -27,17 +34,38 @@ def mask_bbox_xyxy(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def encode_mask(mask: np.ndarray, bbox: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
-    """COCO compressed RLE of an ``(H, W)`` bool mask: ``{"size": [H, W], "counts": str}``.
+def _check_bbox(bbox: Any, height: int, width: int) -> tuple[int, int, int, int]:
+    if (
+        not isinstance(bbox, (tuple, list, np.ndarray))
+        or len(bbox) != 4
+        or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in bbox)
+    ):
+        raise TypeError(f"bbox must be None or 4 whole numbers (x0, y0, x1, y1), got {bbox!r}.")
+    x0, y0, x1, y1 = (int(v) for v in bbox)
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(
+            f"bbox {bbox!r} is not an XYXY end-exclusive box inside the {height} x {width} (H x W) mask."
+        )
+    return x0, y0, x1, y1
 
-    ``bbox`` (XYXY, end-exclusive) may be passed when already known. The counts string
-    is ASCII (pycocotools' compressed form), ready for JSON.
+
+def encode_mask(mask: np.ndarray, bbox: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+    """COCO compressed RLE of an ``(H, W)`` mask: ``{"size": [H, W], "counts": str}``.
+
+    ``mask``: bool, or integers holding only 0/1 (or only 0/255); floats, other values and
+    other shapes raise ``ValueError`` (threshold float masks first). ``bbox`` (XYXY,
+    end-exclusive, the mask's exact box as :func:`mask_bbox_xyxy` gives it) may be passed
+    when already known; one outside the mask raises ``ValueError``. The counts string is
+    ASCII (pycocotools' compressed form), ready for JSON.
     """
     from pycocotools import mask as mask_utils
 
+    mask = as_bool_mask(mask, "mask")
     height, width = mask.shape
     if bbox is None:
         bbox = mask_bbox_xyxy(mask)
+    else:
+        bbox = _check_bbox(bbox, height, width)
     if bbox is None:
         counts = [height * width]
     else:
@@ -89,20 +117,56 @@ def _string_counts(counts: str | bytes) -> list[int]:
     return out
 
 
+def _rle_counts(raw: Any) -> list[int]:
+    """The run lengths of ``rle["counts"]``: a compressed str/bytes, or a list of ints."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("ascii")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"rle['counts'] holds a non-ASCII character {e.object[e.start]!r}") from None
+    if isinstance(raw, (bytes, bytearray)):
+        return _string_counts(raw)
+    if isinstance(raw, np.ndarray):
+        if raw.ndim != 1 or raw.dtype.kind not in "iu":
+            raise TypeError(f"rle['counts'] must be a 1-D array of whole numbers, got {raw.dtype} of shape {raw.shape}.")
+        return raw.astype(np.int64).tolist()
+    if isinstance(raw, (list, tuple)):
+        for k, c in enumerate(raw):
+            if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+                raise TypeError(f"rle['counts'][{k}] must be a whole number, got {c!r}.")
+        return [int(c) for c in raw]
+    raise TypeError(
+        f"rle['counts'] must be a compressed string (str or bytes) or a list of run lengths, not {type(raw).__name__}."
+    )
+
+
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """``(H, W)`` C-contiguous bool mask of a COCO RLE (compressed ``counts`` str/bytes, or
-    uncompressed ``counts`` list). Raises ``ValueError`` if it is malformed (negative
-    runs, runs that do not add up to ``H * W``).
+    """``(H, W)`` C-contiguous bool mask of a COCO RLE ``{"size": [H, W], "counts": ...}``:
+    ``size`` two whole numbers >= 0, ``counts`` compressed (str/bytes, as pycocotools writes
+    it) or uncompressed (a list of whole-number run lengths, column-major, zeros first).
+    A non-dict, a missing key or a wrong type raises ``TypeError``/``ValueError`` naming it;
+    a malformed RLE (negative runs, runs that do not add up to ``H * W``) ``ValueError``.
 
     Only the columns the mask touches are filled (so decoding a small object of a 12 MP
     image does not transpose the whole image); pycocotools' ``decode`` gives the same
     pixels (tested).
     """
-    height, width = (int(v) for v in rle["size"])
+    if not isinstance(rle, Mapping):
+        raise TypeError(f"rle must be a COCO RLE dict {{'size': [H, W], 'counts': ...}}, not {type(rle).__name__}.")
+    for key in ("size", "counts"):
+        if key not in rle:
+            raise ValueError(f"rle has no {key!r} key; a COCO RLE is {{'size': [H, W], 'counts': ...}}.")
+    size = rle["size"]
+    if (
+        not isinstance(size, (list, tuple, np.ndarray))
+        or len(size) != 2
+        or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in size)
+    ):
+        raise TypeError(f"rle['size'] must be [H, W], two whole numbers, got {size!r}.")
+    height, width = (int(v) for v in size)
     if height < 0 or width < 0:
-        raise ValueError(f"RLE size {rle['size']!r} is negative")
-    raw = rle["counts"]
-    counts = [int(c) for c in raw] if isinstance(raw, list) else _string_counts(raw)
+        raise ValueError(f"rle['size'] {size!r} is negative")
+    counts = _rle_counts(rle["counts"])
     total = height * width
     runs = np.asarray(counts, dtype=np.int64)
     if runs.size and runs.min() < 0:
