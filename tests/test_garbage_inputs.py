@@ -250,3 +250,40 @@ def test_widget_switches_are_flags(comm, shapes_seg):
         assert not w._explain.visible
     finally:
         w.close()
+
+
+# ============================================================================ process-wide state
+def test_loading_tiny_shapes_draws_nothing_from_the_users_seeded_generator():
+    import torch
+
+    from sam_widget import load_sam
+
+    torch.manual_seed(1234)
+    want = torch.rand(5)
+    torch.manual_seed(1234)
+    load_sam("tiny_shapes", precision="fp32")  # what a widget's worker does while the user's cells run
+    assert torch.equal(torch.rand(5), want)
+
+
+def test_loading_in_bf16_leaves_the_process_warning_filters_alone(monkeypatch):
+    """``warnings.catch_warnings`` swaps the process-wide filter list: on a worker thread it
+    can drop or leak the filters of the cell running at the same time."""
+    import sys
+    import warnings
+
+    from sam_widget import load_sam
+    from sam_widget.engine.fast_accelerate import encoder_precision
+
+    original, callers = warnings.catch_warnings, []
+
+    def recording(*a, **k):
+        callers.append(sys._getframe(1).f_globals.get("__name__", ""))
+        return original(*a, **k)
+
+    monkeypatch.setattr(warnings, "catch_warnings", recording)
+    with original():  # the test's own scope ("bf16 without native support" warns on some CPUs)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sam = load_sam("tiny_shapes", precision="bf16")
+    monkeypatch.undo()
+    assert [c for c in callers if c.startswith("sam_widget")] == []
+    assert encoder_precision(sam.image_encoder) == "bf16"

@@ -438,11 +438,10 @@ def apply_precision(sam: Sam, precision: str = "auto", device: str | torch.devic
     dev = torch.device(device) if device is not None else sam.device
     resolved = resolve_precision(precision, dev)
     if resolved == "bf16":
-        import warnings
-
         from .fast import accelerate
 
-        with warnings.catch_warnings():  # resolve_precision above already said what it had to
-            warnings.simplefilter("ignore", RuntimeWarning)
-            accelerate(sam, precision="bf16")
+        # no warnings.catch_warnings() here: it swaps the process-wide filter list, and this
+        # runs on a widget's worker thread while the user's cells run (their filters would be
+        # lost or leak); resolve_precision above already warned if it had to
+        accelerate(sam, precision="bf16", _resolved=True)
     return resolved

@@ -198,6 +198,7 @@ def accelerate(
     compile: bool | str = "auto",
     cache_dir: str | os.PathLike | None = None,
     precision: str = "fp32",
+    _resolved: bool = False,
 ) -> AccelerationReport:
     """Make ``sam.image_encoder`` fast, in place and reversibly.
 
@@ -260,7 +261,8 @@ def accelerate(
     from .precision import resolve_precision
 
     notes = [compile_note]
-    precision = resolve_precision(precision, device)
+    if not _resolved:  # (load_sam resolved it already, and warned once if it had to)
+        precision = resolve_precision(precision, device)
     if precision == "bf16":
         saved = convert_linear_weights(enc, torch.bfloat16)
         if saved:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from segment_anything.modeling import Sam
 
-from .models import SamConfig, build_sam
+from .models import SamConfig
 
 __all__ = ["TINY_SHAPES_CONFIG", "TINY_SHAPES_WEIGHTS", "load_tiny_shapes", "tiny_shapes_config"]
 
@@ -104,7 +104,10 @@ def load_tiny_shapes(device: str | torch.device = "cpu") -> Sam:
             "They ship inside the sam_widget package (package data 'weights/*'); reinstall "
             "sam_widget, or regenerate them with scripts/train_tiny_sam.py."
         )
+    from .checkpoints import _build_from_state_dict  # (checkpoints imports this module)
+
     state = torch.load(TINY_SHAPES_WEIGHTS, map_location="cpu", weights_only=True)
-    sam = build_sam(TINY_SHAPES_CONFIG)
-    sam.load_state_dict({k: v.float() for k, v in state.items()})
+    # built on the meta device, weights adopted: no random initialisation, so loading (on a
+    # widget's worker thread) never draws from the user's seeded torch generator
+    sam = _build_from_state_dict(state, TINY_SHAPES_CONFIG, TINY_SHAPES_WEIGHTS, "tiny_shapes")
     return sam.to(device).eval()
