@@ -287,3 +287,27 @@ def test_loading_in_bf16_leaves_the_process_warning_filters_alone(monkeypatch):
     monkeypatch.undo()
     assert [c for c in callers if c.startswith("sam_widget")] == []
     assert encoder_precision(sam.image_encoder) == "bf16"
+
+
+def test_relative_paths_keep_pointing_where_they_did_when_the_session_was_made(shapes_seg, tmp_path, monkeypatch):
+    """Images are read (and autosave writes) later, on background threads; a ``%cd`` in a
+    cell meanwhile must not swap the images or move the work file."""
+    from PIL import Image
+
+    a, b = tmp_path / "projA", tmp_path / "projB"
+    for root, value in ((a, 201), (b, 61)):
+        (root / "imgs").mkdir(parents=True)
+        for name in ("1.png", "2.png"):
+            Image.fromarray(np.full((40, 50, 3), value, np.uint8)).save(root / "imgs" / name)
+    monkeypatch.chdir(a)
+    s = Session("imgs", segmenter=shapes_seg, autosave="work.json", prefetch=False).wait_ready(60)
+    try:
+        monkeypatch.chdir(b)  # the user's %cd
+        assert s.next()
+        s.wait_ready(60)
+        assert (s.image == 201).all()  # projA's second image, not projB's
+        s.add_object(np.pad(np.ones((10, 10), bool), ((5, 25), (5, 35))), "x")
+    finally:
+        s.close()
+    assert (a / "work.json").is_file() and not (b / "work.json").exists()
+    assert labels_in(a / "work.json") == ["x"]

@@ -56,7 +56,7 @@ class SessionFiles:
         if autosave is not None:
             if isinstance(autosave, bool) or not isinstance(autosave, (str, os.PathLike)):
                 raise TypeError(f"autosave must be a file path (e.g. 'work.json') or None, not {type(autosave).__name__}.")
-            target = check_output_file(autosave, "autosave file")
+            target = check_output_file(autosave, "autosave file").absolute()  # fixed now: cells may %cd later
             if restore is None:
                 restore = read_autosave(self.images, target)  # type: ignore[attr-defined]
             elif target.exists() and (restore.source is None or os.path.realpath(restore.source) != os.path.realpath(target)):

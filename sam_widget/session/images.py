@@ -74,6 +74,15 @@ def resolve_images(images: Any) -> tuple[list[Any], bool]:
     return [images], True
 
 
+def _absolute(source: Any) -> Any:
+    """A str / os.PathLike path as an absolute str path (``~`` expanded); anything else as is."""
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if isinstance(text, str):
+            return os.path.abspath(os.path.expanduser(text))
+    return source
+
+
 class ImageSet(Sequence):
     """The session's images, loaded on demand. ``images[i]`` is image ``i`` as ``H x W x 3``
     uint8 RGB (read-only; may raise ``ImageError``); ``len(images)``; :attr:`names`;
@@ -86,7 +95,9 @@ class ImageSet(Sequence):
     """
 
     def __init__(self, sources: Iterable[Any], loaded: dict[int, np.ndarray] | None = None) -> None:
-        self._sources = list(sources)
+        # file paths made absolute now: they are read later, on background threads, and the
+        # user's cells may change the working directory meanwhile (%cd)
+        self._sources = [_absolute(s) for s in sources]
         self._names = [self._name_of(k, s) for k, s in enumerate(self._sources)]
         self._cache: dict[int, np.ndarray] = {}
         self._sizes: dict[int, tuple[int, int]] = {}
