@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Prompts", "ChainStep", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "object_color", "provenance_from_record",
+    "Prompts", "ChainStep", "ObjectRecord", "PredictionSlot", "Snapshot", "History", "EditConflict", "object_color", "provenance_from_record",
 ]
 
 
@@ -394,6 +394,11 @@ def object_color(index: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+class EditConflict(RuntimeError):
+    """:meth:`History.push` with ``expected``: another thread changed the current snapshot
+    since the caller read it (the caller rebuilds its change on the new one)."""
+
+
 class History:
     """Linear undo/redo over :class:`Snapshot` objects. Thread-safe."""
 
@@ -421,9 +426,15 @@ class History:
         with self.lock:
             return [*self._undo, self._current, *reversed(self._redo)]
 
-    def push(self, snapshot: Snapshot) -> Snapshot:
-        """Make ``snapshot`` current; the old one becomes undoable; the redo stack is dropped."""
+    def push(self, snapshot: Snapshot, expected: Snapshot | None = None) -> Snapshot:
+        """Make ``snapshot`` current; the old one becomes undoable; the redo stack is dropped.
+
+        ``expected``: the snapshot ``snapshot`` was made from; :class:`EditConflict` (and no
+        change) if the current one is another by now (compare-and-swap: a click on the page
+        and the user's cell can change the same history at the same time)."""
         with self.lock:
+            if expected is not None and self._current is not expected:
+                raise EditConflict("the state changed while this change was being made")
             self._undo.append(self._current)
             if len(self._undo) > self._limit:
                 del self._undo[0]

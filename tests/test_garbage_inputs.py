@@ -311,3 +311,83 @@ def test_relative_paths_keep_pointing_where_they_did_when_the_session_was_made(s
         s.close()
     assert (a / "work.json").is_file() and not (b / "work.json").exists()
     assert labels_in(a / "work.json") == ["x"]
+
+
+# ============================================================================ a cell and a click at once
+class GatedSegmenter(Segmenter):
+    """``predict`` waits for :attr:`gate` (no sleeps: the test opens it)."""
+
+    def __init__(self, sam) -> None:
+        super().__init__(sam)
+        import threading
+
+        self.gate = threading.Event()
+
+    def predict(self, *args, **kwargs):
+        assert self.gate.wait(60)
+        return super().predict(*args, **kwargs)
+
+
+def test_a_click_on_the_page_while_a_cell_commits_is_not_lost(shapes_seg):
+    """``commit()`` in a cell waits for the mask; a click on the canvas meanwhile (the
+    subshell thread) must end up in the committed object, not vanish."""
+    import threading
+
+    seg = GatedSegmenter(shapes_seg.sam)
+    s = Session(IMAGE, segmenter=seg).wait_ready(60)
+    try:
+        a, b = (W * 3 / 8, H * 3 / 8), (W * 5 / 8, H * 5 / 8)
+        s._push_prompts(lambda p: p.with_point(*a, 1))  # what a click on the page does
+        waiting, wait_slot = threading.Event(), s._wait_slot
+
+        def wait_and_tell(slot):
+            waiting.set()
+            return wait_slot(slot)
+
+        s._wait_slot = wait_and_tell
+        got = {}
+        cell = threading.Thread(target=lambda: got.setdefault("obj", s.commit("x")))
+        cell.start()
+        assert waiting.wait(30)  # the cell's commit is waiting for the first click's mask
+        s._push_prompts(lambda p: p.with_point(*b, 1))  # the second click arrives meanwhile
+        seg.gate.set()
+        cell.join(60)
+        obj = got["obj"]
+        assert obj.prompts.points == (a, b) and obj.label == "x"  # both clicks are in the object
+        assert s.prompts.is_empty and [o.label for o in s.objects] == ["x"]
+        assert np.array_equal(obj.mask, s.objects[0].mask) and obj.mask.any()
+    finally:
+        seg.gate.set()
+        s.close()
+
+
+def test_prompts_from_the_page_and_from_a_cell_at_the_same_moment_are_all_kept_and_the_cell_returns(shapes_seg):
+    """``add_point`` in a cell waits for its mask; clicks on the page meanwhile replace its
+    state with newer ones. Before, the cell then waited forever (nobody answered the
+    replaced state) and a point could be dropped."""
+    import threading
+
+    s = Session(IMAGE, segmenter=shapes_seg).wait_ready(60)
+    try:
+        start = threading.Barrier(2)
+        points = [[(10 + k, 20 + i) for k in range(15)] for i in range(2)]
+
+        def add(mine, ui):
+            start.wait()
+            for x, y in mine:
+                if ui:
+                    s._push_prompts(lambda p, x=x, y=y: p.with_point(x, y, 1))
+                else:
+                    s.add_point(x, y)
+
+        threads = [threading.Thread(target=add, args=(points[i], i == 0)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), "add_point never returned"
+        s.wait_idle(60)
+        got, want = sorted(s.prompts.points), sorted(p for ps in points for p in ps)
+        assert len(got) == len(want) and got == want, (len(got), set(want) - set(got))  # 30 points, none dropped
+    finally:
+        s.close()

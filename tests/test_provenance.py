@@ -94,12 +94,12 @@ def test_exact_mode_code_reproduces_every_mask_bit_for_bit_in_a_fresh_process(se
     # object 5: prompts faster than answers -- the skipped step is not part of the chain
     seg.predict_delay = 0.4
     calls = seg.predict_calls
-    s._push_prompts(s.prompts.with_point(100, 60, 1))
+    s._push_prompts(lambda p: p.with_point(100, 60, 1))
     deadline = time.monotonic() + 30
     while seg.predict_calls == calls and time.monotonic() < deadline:
         time.sleep(0.01)  # the worker is computing the first click now
-    s._push_prompts(s.prompts.with_point(20, 20, 0))
-    s._push_prompts(s.prompts.with_point(140, 120, 0))
+    s._push_prompts(lambda p: p.with_point(20, 20, 0))
+    s._push_prompts(lambda p: p.with_point(140, 120, 0))
     s.wait_idle()
     seg.predict_delay = 0.0
     assert seg.predict_calls == calls + 2  # the middle state was never computed

@@ -125,7 +125,7 @@ def test_displaying_never_waits_for_the_model(comm, tiny_sam, widgets_made):
     seg = SlowSegmenter(tiny_sam, gated=True)  # encoding blocked until the gate opens
     w = SamWidget(IMG, segmenter=seg, display_size=200)
     widgets_made.append(w)
-    w.session._push_prompts(w.prompts.with_point(100, 120, 1))  # a click while the model loads
+    w.session._push_prompts(lambda p: p.with_point(100, 120, 1))  # a click while the model loads
     done = threading.Event()
     result = {}
     t = threading.Thread(target=lambda: (result.setdefault("data", published(w)), done.set()), daemon=True)

@@ -164,8 +164,10 @@ class Background:
         snap = page.history.current
         if page.error is None and snap.slot is not None and not snap.slot.done:
             self._answer_slot(page, snap.slot)
-        for other, slot in list(self._awaited.values()):  # Python callers waiting on another image
-            if not slot.done and other is not page and other.error is None:
+        # Python callers waiting on another image, or on a state of this one that a newer one
+        # (a click on the page meanwhile) replaced: answer theirs too, or they would wait forever
+        for other, slot in list(self._awaited.values()):
+            if not slot.done and other.error is None:
                 self._answer_slot(other, slot)
         # Draw whatever is current now: it may be a newer state with the same answered slot
         # (an object renamed meanwhile); if its slot is still unanswered, go again.

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._checks import as_flag, as_timeout
 from ..images import ImageError, to_rgb_uint8
-from ..state import History, ObjectRecord, PredictionSlot, Prompts, Snapshot
+from ..state import EditConflict, History, ObjectRecord, PredictionSlot, Prompts, Snapshot
 from .engine_link import EngineLink
 from .editing import SessionEditing
 from .everything import EverythingControl
@@ -346,18 +346,37 @@ class Session(SessionNavigation, SessionEditing, SessionEverything, SessionTeach
         if error is not None:
             raise ImageError(error)
 
-    def _push_prompts(self, prompts: Prompts) -> Snapshot:
+    def _push_prompts(self, change: Callable[[Prompts], Prompts]) -> Snapshot:
+        """Push ``change(current prompts)`` with a new prediction slot, atomically (a click on
+        the page and the user's ``add_point`` may race: neither prompt is lost)."""
         if self.model_error is not None:
             self.wait_ready()  # raises: the model never loaded, no prompt can be answered
         self._check_open()
         self._check_image()
-        snap = self.current
-        base = (snap.slot, snap.selected) if snap.slot is not None else None
-        return self._push(snap.with_prompts(prompts, PredictionSlot(base=base, prompts=prompts)))
 
-    def _push(self, snap: Snapshot) -> Snapshot:
+        def make(snap: Snapshot) -> Snapshot:
+            prompts = change(snap.prompts)
+            base = (snap.slot, snap.selected) if snap.slot is not None else None
+            return snap.with_prompts(prompts, PredictionSlot(base=base, prompts=prompts))
+
+        return self._update(make)  # type: ignore[return-value]
+
+    def _update(self, make: Callable[[Snapshot], Snapshot | None]) -> Snapshot | None:
+        """Push ``make(current)`` (None: no change) as one compare-and-swap; rebuilt on the new
+        current snapshot when another thread pushed in between."""
+        while True:
+            snap = self.current
+            new = make(snap)
+            if new is None:
+                return None
+            try:
+                return self._push(new, expected=snap)
+            except EditConflict:
+                continue
+
+    def _push(self, snap: Snapshot, expected: Snapshot | None = None) -> Snapshot:
         self._check_open()  # after close() nothing changes (autosave no longer writes)
-        self.history.push(snap)
+        self.history.push(snap, expected)
         self._after_change()
         return snap
 

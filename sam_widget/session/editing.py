@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..state import ObjectRecord, PredictionSlot
+from ..state import EditConflict, ObjectRecord, PredictionSlot
 from .inputs import as_object_mask, label_names, masks_from_label_image
 from .pages import StoredAnswer
 from .provenance import provenance
@@ -47,7 +47,7 @@ class SessionEditing:
         xf, yf = self.viewport.check_point(x, y, "point")
         if isinstance(label, bool) or label not in (0, 1):
             raise ValueError(f"label must be 1 (object) or 0 (background), got {label!r}.")
-        self._push_prompts(self.prompts.with_point(xf, yf, int(label)))
+        self._push_prompts(lambda p: p.with_point(xf, yf, int(label)))
         return self._answer()
 
     def add_box(self, x0: float, y0: float, x1: float, y1: float) -> "Session":
@@ -57,7 +57,7 @@ class SessionEditing:
         a, b = vp.check_point(x0, y0, "box corner"), vp.check_point(x1, y1, "box corner")
         if b[0] < a[0] or b[1] < a[1]:
             raise ValueError(f"box must have x0 <= x1 and y0 <= y1 (XYXY), got {(x0, y0, x1, y1)}.")
-        self._push_prompts(self.prompts.with_box((*a, *b)))
+        self._push_prompts(lambda p: p.with_box((*a, *b)))
         return self._answer()
 
     def select(self, index: int) -> "Session":
@@ -66,14 +66,12 @@ class SessionEditing:
 
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"candidate index must be an int, not {type(index).__name__}.")
-        snap = self.current
         pred = self.candidates
         if pred is None:
             raise IndexError("there are no candidates to choose from: add a point or a box first.")
         if not 0 <= index < len(pred):
             raise IndexError(f"candidate {index} does not exist; there are {len(pred)} (0..{len(pred) - 1}).")
-        if int(index) != selected_of(snap):
-            self._push(snap.select(int(index)))
+        self._update(lambda snap: snap.select(int(index)) if int(index) != selected_of(snap) else None)
         return self
 
     def commit(self, label: str | None = None) -> ObjectRecord:
@@ -87,36 +85,40 @@ class SessionEditing:
 
         if label is not None and not isinstance(label, str):
             raise TypeError(f"label must be a string, not {type(label).__name__}.")
-        snap = self.current
-        if snap.slot is None:
-            raise ValueError("there is no mask to commit: add a point or a box first.")
-        self._wait_slot(snap.slot)
-        sel, pred = selected_of(snap), snap.slot.prediction
-        mask = np.array(cut_mask(pred, sel, self._threshold), dtype=bool)
-        self._budget.touch(pred)
-        logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
-        candidate, chain = provenance(snap, sel)  # kept in the session file (see provenance.py)
-        threshold = pred.object.threshold if isinstance(pred, StoredAnswer) else self._threshold
-        new = snap.commit(mask, float(pred.scores[sel]), label, logits, candidate, chain, threshold)
-        self._push(new)
-        i = snap.editing_index
-        return new.objects[i if i is not None else -1]
+        while True:
+            snap = self.current
+            if snap.slot is None:
+                raise ValueError("there is no mask to commit: add a point or a box first.")
+            self._wait_slot(snap.slot)  # (may take a while: a click on the page can come meanwhile)
+            sel, pred = selected_of(snap), snap.slot.prediction
+            mask = np.array(cut_mask(pred, sel, self._threshold), dtype=bool)
+            self._budget.touch(pred)
+            logits = None if pred.logits is None else np.array(pred.logits[sel : sel + 1], np.float32)
+            candidate, chain = provenance(snap, sel)  # kept in the session file (see provenance.py)
+            threshold = pred.object.threshold if isinstance(pred, StoredAnswer) else self._threshold
+            new = snap.commit(mask, float(pred.scores[sel]), label, logits, candidate, chain, threshold)
+            try:
+                self._push(new, expected=snap)
+            except EditConflict:  # the state changed while waiting: commit the newest mask
+                continue
+            i = snap.editing_index
+            return new.objects[i if i is not None else -1]
 
     def delete(self, index: int) -> "Session":
         """Delete object ``index`` (0-based position in :attr:`objects`); ``IndexError`` if missing."""
-        self._push(self.current.delete(index))
+        self._update(lambda snap: snap.delete(index))
         return self
 
     def rename(self, index: int, label: str) -> "Session":
         """Give object ``index`` a new label (a non-empty string)."""
-        self._push(self.current.rename(index, label))
+        self._update(lambda snap: snap.rename(index, label))
         return self
 
     def clear(self) -> "Session":
         """Clear the current prompts and stop editing (objects stay). A no-op when there is nothing."""
-        snap = self.current
-        if snap.slot is not None or not snap.prompts.is_empty or snap.editing is not None:
-            self._push(snap.cleared())
+        self._update(
+            lambda snap: snap.cleared() if snap.slot is not None or not snap.prompts.is_empty or snap.editing is not None else None
+        )
         return self
 
     def edit(self, index: int) -> "Session":
@@ -165,9 +167,8 @@ class SessionEditing:
             raise TypeError(f"label must be a string, not {type(label).__name__}.")
         self._check_image()
         m = as_object_mask(mask, self.image.shape[:2])
-        new = self.current.add_objects([m], [label])
-        self._push(new)
-        return new.objects[-1]
+        new = self._update(lambda snap: snap.add_objects([m], [label]))
+        return new.objects[-1]  # type: ignore[union-attr]
 
     def set_objects(self, label_image: Any) -> tuple[ObjectRecord, ...]:
         """Replace the current image's objects by one object per non-zero value of
@@ -176,10 +177,9 @@ class SessionEditing:
         :meth:`export_png` brings its objects' labels back."""
         self._check_image()
         masks = masks_from_label_image(label_image, self.image.shape[:2])
-        snap = self.current
-        new = snap.without_objects().add_objects(masks, label_names(label_image, len(masks)))
-        self._push(new)
-        return new.objects
+        names = label_names(label_image, len(masks))
+        new = self._update(lambda snap: snap.without_objects().add_objects(masks, names))
+        return new.objects  # type: ignore[union-attr]
 
     def undo(self) -> bool:
         """Step back (prompts, candidate choice, commits, deletes, renames, edits); False if nothing to undo."""

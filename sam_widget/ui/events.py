@@ -90,7 +90,7 @@ class EventTranslator:
         if d["moved"] or math.hypot(pos[0][0] - d["start"][0][0], pos[0][1] - d["start"][0][1]) >= DRAG_THRESHOLD:
             (ax, ay), (bx, by) = d["start"][1], pos[1]
             self.w._painter.draw_rubber(None)
-            s._push_prompts(s.prompts.with_box((min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))))
+            s._push_prompts(lambda p: p.with_box((min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))))
         elif d["alt"]:
             i = s.object_at(*d["start"][1])
             if i is None:
@@ -106,7 +106,7 @@ class EventTranslator:
             x, y = d["start"][1]
             if self.proposal_click(x, y, d["label"]):
                 return
-            s._push_prompts(s.prompts.with_point(x, y, d["label"]))
+            s._push_prompts(lambda p: p.with_point(x, y, d["label"]))
 
     def proposal_click(self, x: int, y: int, label: int) -> bool:
         """A click on a "segment everything" proposal, while no prompts are given: a positive
