@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_flag", "as_count", "as_timeout"]
+__all__ = ["as_flag", "as_count", "as_timeout", "as_size"]
 
 
 def as_flag(value: Any, name: str) -> bool:
@@ -42,3 +42,18 @@ def as_timeout(value: Any, name: str = "timeout") -> float | None:
     if not (t >= 0 and math.isfinite(t)):
         raise ValueError(f"{name} must be a finite number of seconds >= 0 (or None), got {value!r}.")
     return t
+
+
+def as_size(value: Any, name: str = "size", limit: int = 65536) -> tuple[int, int]:
+    """``value`` as ``(h, w)`` ints from 1 to ``limit``: ``TypeError`` for anything but a pair
+    of integers (bools included), ``ValueError`` out of range."""
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (h, w) of ints, got {value!r}.") from None
+    for v in (h, w):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be a pair (h, w) of ints, got {value!r}.")
+    if not (1 <= h <= limit and 1 <= w <= limit):
+        raise ValueError(f"{name} must be between 1 and {limit} pixels per side, got {value!r}.")
+    return int(h), int(w)

@@ -15,23 +15,14 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
 
+from .._checks import as_size
+
 __all__ = ["Prediction"]
 
 
 def _check_display_size(size: Any, what: str = "display_size") -> tuple[int, int] | None:
-    """``size`` as ``(h, w)`` ints from 1 to 65536, or ``TypeError`` / ``ValueError`` naming ``what``."""
-    if size is None:
-        return None
-    try:
-        h, w = size
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a pair (h, w) of ints, got {size!r}.") from None
-    for v in (h, w):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{what} must be a pair (h, w) of ints, got {size!r}.")
-    if not (1 <= h <= 65536 and 1 <= w <= 65536):
-        raise ValueError(f"{what} must be between 1 and 65536 pixels per side, got {size!r}.")
-    return int(h), int(w)
+    """``size`` as ``(h, w)`` ints from 1 to 65536 (None kept), or ``TypeError`` / ``ValueError`` naming ``what``."""
+    return None if size is None else as_size(size, what)
 
 
 def _check_threshold(threshold: Any) -> float | None:

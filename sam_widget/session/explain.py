@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._checks import as_size
 from ..state import Prompts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,20 +125,6 @@ class Explanation:
         )
 
 
-def _check_size(size: Any) -> tuple[int, int]:
-    """``size`` as ``(h, w)`` ints from 1 to 65536, or ``TypeError`` / ``ValueError``."""
-    try:
-        h, w = size
-    except (TypeError, ValueError):
-        raise TypeError(f"size must be a pair (h, w) of ints, got {size!r}.") from None
-    for v in (h, w):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"size must be a pair (h, w) of ints, got {size!r}.")
-    if not (1 <= h <= 65536 and 1 <= w <= 65536):
-        raise ValueError(f"size must be between 1 and 65536 pixels per side, got {size!r}.")
-    return int(h), int(w)
-
-
 def explain(session: "Session", size: tuple[int, int] | None = None, view: dict[str, Any] | None = None) -> Explanation:
     """The :class:`Explanation` of ``session``'s current answer; ``view``: what the widget's
     painter recorded of its last current-mask update (``{"key", "overlay_s", "bytes"}``)."""
@@ -150,7 +137,7 @@ def explain(session: "Session", size: tuple[int, int] | None = None, view: dict[
     if snap.slot is not None:
         s._wait_slot(snap.slot)
     H, W = s.image.shape[:2]
-    hw = (H, W) if size is None else _check_size(size)
+    hw = (H, W) if size is None else as_size(size, "size")
     link = s._engine
     slot, pred = snap.slot, snap.prediction
     mask_threshold = link.mask_threshold
