@@ -214,9 +214,16 @@ def _run_parts(kind: str, paths: list[str], items: list[Any], keys: list[str], s
                     bar.update(res.ok)
     finally:
         bar.close()
-    coco = assemble_coco([p for p in parts if p is not None], store.output)
-    return BatchReport(kind, [r for r in results if r is not None], time.perf_counter() - t0,
-                       None if store.output is None else str(store.output), coco)
+    done = [p for p in parts if p is not None]
+    # a run in which no image succeeded writes nothing: an existing output file (say, a good
+    # earlier run's) is left as it was, and the report says that no file was written
+    write = store.output if done or not paths else None
+    coco = assemble_coco(done, write)
+    report = BatchReport(kind, [r for r in results if r is not None], time.perf_counter() - t0,
+                         None if write is None else str(write), coco)
+    if store.output is not None and write is None:
+        report.note = f"every image failed: {str(store.output)!r} was not written"
+    return report
 
 
 def _run(kind: str, paths: list[str], task: Callable[..., Any], args: tuple, client: Any, scheduler: Any,
