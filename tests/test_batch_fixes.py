@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -52,3 +51,83 @@ def test_a_run_in_which_every_image_fails_leaves_the_earlier_output_file_untouch
     assert out.read_bytes() == before  # the good file, byte for byte
     assert bad.output is None and "not written" in str(bad)
     assert len(COCO(str(out)).dataset["images"]) == 2
+
+
+# ------------------------------------------------------------------ 2. bad settings: one error at the call
+def _failing_model():
+    raise RuntimeError("no such weights on this worker")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        (dict(device="banana"), ValueError, "banana"),
+        (dict(device="cuda:banana"), ValueError, "cuda:banana"),
+        (dict(device=3), TypeError, "device"),
+        (dict(checkpoint="sam.pth"), ValueError, "checkpoint"),
+        (dict(exactt=True), TypeError, "exactt"),
+        (dict(exact="yes"), TypeError, "exact"),
+        (dict(precision="fp16"), ValueError, "precision"),
+        (dict(progress="no"), TypeError, "progress"),
+        (dict(model=lambda: None), TypeError, "picklable"),
+    ],
+)
+def test_bad_settings_raise_one_clear_error_at_the_call_and_write_nothing(tmp_path, kwargs, exc, words):
+    _scenes(tmp_path / "imgs", 2)
+    for run in (lambda kw: batch.precompute(tmp_path / "imgs", cache_dir=tmp_path / "emb", **kw),
+                lambda kw: batch.segment(tmp_path / "imgs", _box_prompts(2), output=tmp_path / "o.json", **kw)):
+        with pytest.raises(exc, match=words):
+            run({**RUN, **kwargs})
+    assert not (tmp_path / "emb").exists() and not (tmp_path / "o.json").exists()
+    assert not (tmp_path / "o.json.parts").exists()
+
+
+@pytest.mark.parametrize(
+    "params, exc, name",
+    [
+        (dict(points_per_side=0), ValueError, "points_per_side"),
+        (dict(points_per_side=-1), ValueError, "points_per_side"),
+        (dict(points_per_side="4"), ValueError, "points_per_side"),
+        (dict(points_per_side=4.5), ValueError, "points_per_side"),
+        (dict(points_per_side=True), ValueError, "points_per_side"),
+        (dict(pred_iou_thresh=float("nan")), ValueError, "pred_iou_thresh"),
+        (dict(pred_iou_thresh=5), ValueError, "pred_iou_thresh"),
+        (dict(crop_n_layers=-1), ValueError, "crop_n_layers"),
+        (dict(box_nms_thresh=2), ValueError, "box_nms_thresh"),
+        (dict(bogus=1), TypeError, "bogus"),
+        (dict(segmenter_kwargs=[1]), TypeError, "segmenter_kwargs"),
+        (dict(segmenter_kwargs={"exactt": True}), TypeError, "exactt"),
+    ],
+)
+def test_everything_rejects_bad_parameters_at_the_call(tmp_path, params, exc, name):
+    _scenes(tmp_path / "imgs", 2)
+    with pytest.raises(exc, match=name):
+        batch.everything(tmp_path / "imgs", output=tmp_path / "p.json", **RUN, **params)
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_the_command_line_exits_2_with_one_line_for_a_bad_parameter(tmp_path, capsys):
+    from sam_widget.cli import main
+
+    _scenes(tmp_path / "imgs", 1)
+    rc = main(["batch", "everything", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--coco",
+               str(tmp_path / "p.json"), "--points-per-side", "0", "--scheduler", "sync", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "points_per_side" in err and len(err.splitlines()) == 1
+    rc = main(["batch", "precompute", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--cache-dir",
+               str(tmp_path / "emb"), "--device", "cuda:banana", "--scheduler", "sync", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "cuda:banana" in err and len(err.splitlines()) == 1
+
+
+def test_a_model_that_fails_to_load_on_the_worker_is_reported_per_image_not_raised(tmp_path):
+    from sam_widget.batch.tasks import precompute_task
+    from sam_widget.batch.spec import ModelSpec
+
+    paths = _scenes(tmp_path / "imgs", 2)
+    # the task itself returns the failure: on a cluster, a raised one would be retried on other workers
+    res = precompute_task(str(paths[0]), ModelSpec(_failing_model, cache_dir=str(tmp_path / "emb")))
+    assert res.status == "failed" and "no such weights" in res.error and "could not be loaded" in res.error
+    rep = batch.segment(tmp_path / "imgs", _box_prompts(2), **{**RUN, "model": _failing_model})
+    assert [r.status for r in rep.failed] == ["failed", "failed"]
+    assert all("no such weights" in r.error for r in rep.failed)

@@ -63,21 +63,77 @@ def _threads(threads: Any, client: Any, scheduler: Any, workers: Any) -> int | N
     return None
 
 
-def _spec(model: str | Callable[[], Any], checkpoint: Any, device: str, cache_dir: Any, kwargs: dict,
+_SEGMENTER_KWARGS = ("exact", "precision", "memory_cache_bytes")
+"""The ``Segmenter`` keywords a batch run passes on (``Segmenter.__init__``'s own)."""
+
+
+def _segmenter_kwargs(kwargs: Any) -> dict[str, Any]:
+    """Check the extra ``Segmenter`` keywords here, at the call (a worker would otherwise
+    fail every image with the same message)."""
+    from .._checks import as_count, as_flag
+
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"segmenter_kwargs must be a dict of Segmenter keywords, not {type(kwargs).__name__}.")
+    unknown = sorted(str(k) for k in kwargs if k not in _SEGMENTER_KWARGS)
+    if unknown:
+        raise TypeError(f"unknown Segmenter keyword(s) {', '.join(unknown)}; batch runs take {', '.join(_SEGMENTER_KWARGS)}.")
+    out = dict(kwargs)
+    if "exact" in out:
+        out["exact"] = as_flag(out["exact"], "exact")
+    if "memory_cache_bytes" in out:
+        as_count(out["memory_cache_bytes"], "memory_cache_bytes", minimum=0)
+    if "precision" in out:
+        prec = out["precision"]
+        if not isinstance(prec, str) or prec not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be one of 'auto', 'fp32', 'bf16', got {prec!r}.")
+        if out.get("exact") and prec == "bf16":
+            raise ValueError("precision='bf16' cannot be combined with exact=True (exact mode is fp32).")
+    return out
+
+
+def _spec(model: str | Callable[[], Any], checkpoint: Any, device: Any, cache_dir: Any, kwargs: Any,
           threads: int | None = None) -> ModelSpec:
+    """The run's :class:`ModelSpec`, every setting checked here, once: a bad one is one
+    ``ValueError``/``TypeError`` at the call, not the same failure on every image."""
+    import pickle
+
+    from ..engine.registry import OFFLINE_MODEL, check_device_name
+
     if isinstance(model, str):
         from ..engine.checkpoints import valid_model_types
 
         if model not in valid_model_types():
             raise ValueError(f"unknown model {model!r}; choose one of {valid_model_types()}.")
-    return ModelSpec(
+        if model == OFFLINE_MODEL and checkpoint is not None:
+            raise ValueError(f"model={OFFLINE_MODEL!r} is shipped with sam_widget and takes no checkpoint; "
+                             f"got checkpoint={checkpoint!r}.")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path, not {type(checkpoint).__name__}.")
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        device = "auto"
+    check_device_name(device)
+    if not isinstance(device, str):
+        device = str(device)  # a torch.device travels by its name
+    spec = ModelSpec(
         model=model,
         checkpoint=None if checkpoint is None else os.fspath(Path(os.fspath(checkpoint)).expanduser()),
         device=device,
         cache_dir=None if cache_dir is None else os.fspath(Path(os.fspath(cache_dir)).expanduser().resolve()),
-        segmenter_kwargs=tuple(sorted(kwargs.items())),
+        segmenter_kwargs=tuple(sorted(_segmenter_kwargs(kwargs).items())),
         torch_threads=threads,
     )
+    try:
+        pickle.dumps(spec)  # it travels to every worker
+    except Exception as exc:  # PicklingError, AttributeError, TypeError: which one depends on the object
+        raise TypeError(f"model {spec.label!r} cannot be sent to the workers: it must be picklable (a "
+                        f"module-level function or functools.partial, not a lambda): {exc}") from None
+    return spec
+
+
+def _progress(progress: Any) -> bool:
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, not {progress!r}.")
+    return progress
 
 
 def precompute(
@@ -103,6 +159,7 @@ def precompute(
     if cache_dir is None:
         raise ValueError("precompute needs cache_dir=: the folder where the embeddings are kept.")
     paths = image_paths(images)
+    _progress(progress)
     spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs, _threads(threads, client, scheduler, workers))
     Path(spec.cache_dir).mkdir(parents=True, exist_ok=True)
     return _run("precompute", paths, precompute_task, (spec,), client, scheduler, workers, progress)
@@ -140,6 +197,7 @@ def segment(
     """
     paths = image_paths(images)
     objects = prompts_per_image(prompts, paths)
+    _progress(progress)
     if not isinstance(polygons, bool):
         raise TypeError(f"polygons must be True or False, not {polygons!r}.")
     spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs, _threads(threads, client, scheduler, workers))
@@ -170,15 +228,20 @@ def everything(
     the ``SamAutomaticMaskGenerator`` parameters), as one COCO file of proposals.
 
     Parts, resuming and ``output`` work as for :func:`segment`; changing a parameter means
-    new results. Parameters are checked on the first image: a bad one fails every image
-    with the same message (and the command line exits 1).
+    new results. Parameters (and every other setting) are checked at the call: a bad one
+    raises ``TypeError``/``ValueError`` naming it before any work (the command line exits 2).
     """
     from .amg import everything_task
 
+    from ..engine.everything_params import params_from
+
     paths = image_paths(images)
+    _progress(progress)
     if not isinstance(polygons, bool):
         raise TypeError(f"polygons must be True or False, not {polygons!r}.")
-    spec = _spec(model, checkpoint, device, cache_dir, segmenter_kwargs or {}, _threads(threads, client, scheduler, workers))
+    spec = _spec(model, checkpoint, device, cache_dir, {} if segmenter_kwargs is None else segmenter_kwargs,
+                 _threads(threads, client, scheduler, workers))
+    params_from(amg_params)  # the engine's own check: TypeError / ValueError naming the parameter
     store = PartStore(output)
     params = dict(sorted(amg_params.items()))
     keys = [part_key(p, "everything", params, spec.key, polygons) for p in paths]
