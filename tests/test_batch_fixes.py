@@ -131,3 +131,34 @@ def test_a_model_that_fails_to_load_on_the_worker_is_reported_per_image_not_rais
     rep = batch.segment(tmp_path / "imgs", _box_prompts(2), **{**RUN, "model": _failing_model})
     assert [r.status for r in rep.failed] == ["failed", "failed"]
     assert all("no such weights" in r.error for r in rep.failed)
+
+
+# ------------------------------------------------------------------ 3. a replaced image is a new image
+def test_an_image_replaced_under_the_same_name_is_segmented_again(tmp_path):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    (path,) = _scenes(tmp_path / "imgs", 1)
+    out = tmp_path / "masks.json"
+    prompts = [{"box": [0, 0, 255, 191], "label": "thing"}]
+    first = batch.segment(tmp_path / "imgs", prompts, output=out, **RUN)
+    assert first.count("done") == 1
+    assert batch.segment(tmp_path / "imgs", prompts, output=out, **RUN).count("skipped") == 1
+    old_rle = COCO(str(out)).dataset["annotations"][0]["segmentation"]
+
+    Image.fromarray(shapes_image(7)[0]).save(path)  # another picture, same file name
+    again = batch.segment(tmp_path / "imgs", prompts, output=out, **RUN)
+    assert again.count("done") == 1 and again.count("skipped") == 0
+    ann = COCO(str(out)).dataset["annotations"][0]
+    fresh = batch.segment(tmp_path / "imgs", prompts, **RUN).coco["annotations"][0]
+    assert ann["segmentation"] == fresh["segmentation"] != old_rle
+    assert mask_utils.decode(ann["segmentation"]).any()
+
+
+def test_forcing_another_precision_does_not_reuse_results(tmp_path, monkeypatch):
+    _scenes(tmp_path / "imgs", 1)
+    out = tmp_path / "masks.json"
+    monkeypatch.setenv("SAM_WIDGET_PRECISION", "fp32")
+    assert batch.segment(tmp_path / "imgs", _box_prompts(1), output=out, **RUN).count("done") == 1
+    monkeypatch.setenv("SAM_WIDGET_PRECISION", "bf16")
+    assert batch.segment(tmp_path / "imgs", _box_prompts(1), output=out, **RUN).count("done") == 1

@@ -60,10 +60,21 @@ def image_annotations(
             "annotations": anns}
 
 
+_PRECISION_ENV = "SAM_WIDGET_PRECISION"  # sam_widget.engine.precision.PRECISION_ENV (that module imports torch)
+
+
 def part_key(path: str, *parts: Any) -> str:
-    """A file-name-safe key for one image's result: its absolute path and whatever else
-    decides the result (prompts, model, parameters). Changing any of them means a new part."""
+    """A file-name-safe key for one image's result: its absolute path, the file's size and
+    modification time (a file replaced under the same name is a new image), the precision
+    forced by ``$SAM_WIDGET_PRECISION``, and whatever else decides the result (prompts,
+    model, parameters). Changing any of them means a new part."""
     h = hashlib.sha1(os.path.abspath(path).encode())
+    try:
+        st = os.stat(path)
+        h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+    except OSError:  # unreadable: the task reports it
+        h.update(b"|missing")
+    h.update(f"|{os.environ.get(_PRECISION_ENV, '').strip().lower()}".encode())
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return f"{Path(path).stem[:40]}-{h.hexdigest()[:16]}"
