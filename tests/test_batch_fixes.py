@@ -162,3 +162,41 @@ def test_forcing_another_precision_does_not_reuse_results(tmp_path, monkeypatch)
     assert batch.segment(tmp_path / "imgs", _box_prompts(1), output=out, **RUN).count("done") == 1
     monkeypatch.setenv("SAM_WIDGET_PRECISION", "bf16")
     assert batch.segment(tmp_path / "imgs", _box_prompts(1), output=out, **RUN).count("done") == 1
+
+
+# ------------------------------------------------------------------ 4. a damaged part is recomputed
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda part: part["annotations"][0].pop("label"),
+        lambda part: part.__setitem__("annotations", [None]),
+        lambda part: part["annotations"][0].__setitem__("label", 5),
+        lambda part: part.__setitem__("image", "scene0.png"),
+        lambda part: part["annotations"][0].__setitem__("segmentation", "garbage"),
+        lambda part: part["annotations"][0].pop("bbox"),
+    ],
+)
+def test_a_damaged_part_file_is_recomputed_and_the_coco_file_is_whole(tmp_path, polygons, damage):
+    import json
+
+    from pycocotools.coco import COCO
+
+    _scenes(tmp_path / "imgs", 2)
+    out = tmp_path / "masks.json"
+    first = batch.segment(tmp_path / "imgs", _box_prompts(2), output=out, polygons=polygons, **RUN)
+    assert first.count("done") == 2
+    good = out.read_bytes()
+    part_file = sorted((tmp_path / "masks.json.parts").glob("scene0-*.json"))[0]
+    part = json.loads(part_file.read_text())
+    damage(part)
+    part_file.write_text(json.dumps(part))
+
+    again = batch.segment(tmp_path / "imgs", _box_prompts(2), output=out, polygons=polygons, **RUN)
+    assert [r.status for r in again.results] == ["done", "skipped"]
+    assert out.read_bytes() == good  # the same file as the first run
+    assert len(COCO(str(out)).dataset["annotations"]) == 2
+
+
+@pytest.fixture(params=[False, True], ids=["rle", "polygons"])
+def polygons(request):
+    return request.param
