@@ -200,3 +200,30 @@ def test_a_damaged_part_file_is_recomputed_and_the_coco_file_is_whole(tmp_path, 
 @pytest.fixture(params=[False, True], ids=["rle", "polygons"])
 def polygons(request):
     return request.param
+
+
+# ------------------------------------------------------------------ 5. cache_dir that cannot be a folder
+@pytest.mark.parametrize(
+    "make, exc",
+    [
+        (lambda tmp: tmp / "afile", ValueError),  # an existing file
+        (lambda tmp: tmp / "afile" / "sub", ValueError),  # below a file
+        (lambda tmp: 5, TypeError),
+        (lambda tmp: "", ValueError),
+    ],
+)
+def test_a_cache_dir_that_cannot_be_a_folder_is_one_error_naming_it(tmp_path, make, exc):
+    from sam_widget.cli import main
+
+    _scenes(tmp_path / "imgs", 1)
+    (tmp_path / "afile").write_text("keep me")
+    cache_dir = make(tmp_path)
+    with pytest.raises(exc, match="cache_dir"):
+        batch.precompute(tmp_path / "imgs", cache_dir=cache_dir, **RUN)
+    with pytest.raises(exc, match="cache_dir"):
+        batch.segment(tmp_path / "imgs", _box_prompts(1), cache_dir=cache_dir, **RUN)
+    assert (tmp_path / "afile").read_text() == "keep me"
+    if not isinstance(cache_dir, int):
+        rc = main(["batch", "precompute", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--cache-dir", str(cache_dir),
+                   "--scheduler", "sync", "--quiet"])
+        assert rc == 2

@@ -107,6 +107,12 @@ def _spec(model: str | Callable[[], Any], checkpoint: Any, device: Any, cache_di
         if model == OFFLINE_MODEL and checkpoint is not None:
             raise ValueError(f"model={OFFLINE_MODEL!r} is shipped with sam_widget and takes no checkpoint; "
                              f"got checkpoint={checkpoint!r}.")
+    if cache_dir is not None:
+        from ..io._common import check_output_dir
+
+        if isinstance(cache_dir, (str, os.PathLike)) and not os.fspath(cache_dir).strip():
+            raise ValueError("cache_dir is empty; give the folder where the embeddings are kept (or None).")
+        check_output_dir(cache_dir, "cache_dir")  # TypeError / ValueError naming it
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path, not {type(checkpoint).__name__}.")
     if isinstance(device, str) and device.strip().lower() == "auto":
