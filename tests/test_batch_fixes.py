@@ -227,3 +227,35 @@ def test_a_cache_dir_that_cannot_be_a_folder_is_one_error_naming_it(tmp_path, ma
         rc = main(["batch", "precompute", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--cache-dir", str(cache_dir),
                    "--scheduler", "sync", "--quiet"])
         assert rc == 2
+
+
+# ------------------------------------------------------------------ 6. missing paths, folders among several
+def test_a_path_that_does_not_exist_is_one_error_naming_it(tmp_path, capsys):
+    from sam_widget.cli import main
+
+    (good,) = _scenes(tmp_path / "imgs", 1)
+    with pytest.raises(ValueError, match="nope"):
+        batch.precompute(tmp_path / "nope", cache_dir=tmp_path / "emb", **RUN)
+    with pytest.raises(ValueError, match="missing.png"):
+        batch.segment([good, tmp_path / "missing.png"], _box_prompts(2), **RUN)
+    assert not (tmp_path / "emb").exists()
+    rc = main(["batch", "precompute", str(tmp_path / "nope") + "/", "--model", "tiny_shapes", "--cache-dir",
+               str(tmp_path / "emb"), "--scheduler", "sync", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "nope" in err and len(err.splitlines()) == 1
+
+
+def test_folders_among_several_images_are_expanded_in_place(tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    from sam_widget.cli import main
+
+    a = _scenes(tmp_path / "a", 2)
+    b = _scenes(tmp_path / "b", 1, seed=5)
+    assert batch.image_paths([tmp_path / "a", b[0]]) == [str(p) for p in a] + [str(b[0])]
+    rc = main(["batch", "everything", str(tmp_path / "a"), str(b[0]), "--model", "tiny_shapes", "--coco",
+               str(tmp_path / "p.json"), "--points-per-side", "4", "--pred-iou-thresh", "0.5",
+               "--stability-score-thresh", "0.5", "--scheduler", "sync", "--quiet"])
+    assert rc == 0, capsys.readouterr()
+    names = [im["file_name"] for im in COCO(str(tmp_path / "p.json")).dataset["images"]]
+    assert names == ["scene0.png", "scene1.png", "scene0.png"]

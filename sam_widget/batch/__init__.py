@@ -32,21 +32,40 @@ __all__ = ["precompute", "segment", "everything", "BatchReport", "ImageResult", 
 
 def image_paths(images: Any) -> list[str]:
     """The image files named by ``images``: a folder (its image files, in natural name order),
-    a glob pattern, a single file path, or a list of paths -- the same rules as
-    ``SamWidget``/``Session`` (:func:`sam_widget.session.images.resolve_images`), but files
-    only: workers read them themselves. Raises ``TypeError`` for arrays and other non-paths,
-    ``ValueError`` for an empty list, an empty folder or a glob that matches nothing."""
+    a glob pattern, a single file path, or a list of any of these (each folder or pattern in
+    the list expanded in place, as ``sam-widget batch ... dirA/ dirB/ x.png`` means) -- the
+    rules of ``SamWidget``/``Session`` (:func:`sam_widget.session.images.resolve_images`), but
+    files only: workers read them themselves. Raises ``TypeError`` for arrays and other
+    non-paths, ``ValueError`` naming a path that does not exist, an empty list, an empty
+    folder or a glob that matches nothing."""
     from ..session.images import resolve_images
 
     if not isinstance(images, (str, os.PathLike, list, tuple)):
         raise TypeError(f"images must be a folder, a glob pattern or a list of file paths, not {type(images).__name__}.")
-    sources, _single = resolve_images(images)
-    for k, item in enumerate(sources):
-        if not isinstance(item, (str, os.PathLike)):
-            raise TypeError(
-                f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
-            )
-    return [os.fspath(p) for p in sources]
+    if isinstance(images, (list, tuple)):
+        resolve_images(images)  # an empty list, nested lists: its errors
+        out: list[str] = []
+        for k, item in enumerate(images):
+            if not isinstance(item, (str, os.PathLike)):
+                raise TypeError(
+                    f"image {k} is a {type(item).__name__}: batch runs take file paths (workers read the files themselves)."
+                )
+            out += _expand(item, f"image {k}", resolve_images)
+        return out
+    return _expand(images, "images", resolve_images)
+
+
+def _expand(item: str | os.PathLike[str], where: str, resolve_images: Callable[[Any], tuple[list[Any], bool]]) -> list[str]:
+    """One path of ``images``: a folder's or a pattern's files, or the file itself."""
+    text = os.fspath(item)
+    if isinstance(text, bytes):
+        raise TypeError("image paths must be str or os.PathLike, not bytes.")
+    p = Path(text).expanduser()
+    if p.is_dir() or (not p.exists() and any(c in text for c in "*?[")):
+        return [os.fspath(f) for f in resolve_images(item)[0]]
+    if not p.exists():
+        raise ValueError(f"{where}: {text!r} does not exist (neither a file, a folder nor a glob pattern).")
+    return [text]
 
 
 def _threads(threads: Any, client: Any, scheduler: Any, workers: Any) -> int | None:
