@@ -259,3 +259,37 @@ def test_folders_among_several_images_are_expanded_in_place(tmp_path, capsys):
     assert rc == 0, capsys.readouterr()
     names = [im["file_name"] for im in COCO(str(tmp_path / "p.json")).dataset["images"]]
     assert names == ["scene0.png", "scene1.png", "scene0.png"]
+
+
+# ------------------------------------------------------------------ 7. ObjectPrompt: checked, and accepted
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(points="xx"), "points"),
+        (dict(box=(float("nan"), 0, 1, 1)), "box"),
+        (dict(points=[(1, 2)], labels=[5]), "labels"),
+        (dict(points=[(1, 2)]), "labels"),
+        (dict(box=(0, 0, 5, 5), label=""), "label"),
+        (dict(), "neither"),
+    ],
+)
+def test_an_object_prompt_made_of_garbage_is_refused_when_made(kwargs, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        batch.ObjectPrompt(**kwargs)
+
+
+def test_segment_takes_object_prompts_and_gives_what_the_dicts_give(tmp_path):
+    from pycocotools.coco import COCO
+
+    _scenes(tmp_path / "imgs", 2)
+    objs = [batch.ObjectPrompt(box=[10, 10, 60, 60], label="thing"),
+            [batch.ObjectPrompt(points=[(30, 30)], labels=[1], label="dot"), {"box": [10, 10, 60, 60], "label": "thing"}]]
+    dicts = [{"box": [10, 10, 60, 60], "label": "thing"},
+             [{"points": [[30, 30]], "labels": [1], "label": "dot"}, {"box": [10, 10, 60, 60], "label": "thing"}]]
+    rep = batch.segment(tmp_path / "imgs", objs, output=tmp_path / "o.json", **RUN)
+    ref = batch.segment(tmp_path / "imgs", dicts, output=tmp_path / "d.json", **RUN)
+    assert rep.count("done") == 2
+    assert (tmp_path / "o.json").read_bytes() == (tmp_path / "d.json").read_bytes()
+    coco = COCO(str(tmp_path / "o.json"))
+    assert sorted(c["name"] for c in coco.dataset["categories"]) == ["dot", "thing"]
+    assert len(coco.dataset["annotations"]) == 3 and ref.count("done") == 2
