@@ -408,13 +408,12 @@ def test_everything_for_a_folder_equals_segment_everything_image_by_image(tmp_pa
     assert other.count("done") == 3  # another parameter, another result
 
 
-def test_everything_reports_a_bad_parameter_per_image_and_exits_1_on_the_command_line(tmp_path, capsys):
+def test_everything_rejects_a_bad_parameter_at_the_call_and_a_good_run_writes_coco(tmp_path, capsys):
     from sam_widget.cli import main
 
     _scenes(tmp_path / "imgs", 1)
-    rep = batch.everything(tmp_path / "imgs", model="tiny_shapes", scheduler="sync", progress=False, points_per_side=0)
-    (bad,) = rep.failed
-    assert "points_per_side" in bad.error
+    with pytest.raises(ValueError, match="points_per_side"):
+        batch.everything(tmp_path / "imgs", model="tiny_shapes", scheduler="sync", progress=False, points_per_side=0)
     rc = main(["batch", "everything", str(tmp_path / "imgs"), "--model", "tiny_shapes", "--coco", str(tmp_path / "p.json"),
                "--points-per-side", "6", "--pred-iou-thresh", "0.6", "--stability-score-thresh", "0.8",
                "--scheduler", "sync", "--quiet"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..images import ImageError
 from .runner import ImageResult
-from .spec import ModelSpec, worker_segmenter
+from .spec import ModelSpec
 
 __all__ = ["everything_task", "AMG_DEFAULTS", "add_everything_arguments", "everything_params"]
 
@@ -37,10 +37,12 @@ def _finite(x: float) -> float | None:
 def everything_task(path: str, spec: ModelSpec, params: dict[str, Any], polygons: bool) -> ImageResult:
     """All proposals of one image; ``data`` is the image's part (see :mod:`.outputs`)."""
     from .outputs import image_annotations
-    from .tasks import worker_name
+    from .tasks import segmenter_or_failure, worker_name
 
     t0 = time.perf_counter()
-    seg = worker_segmenter(spec)
+    seg, failure = segmenter_or_failure(path, spec, t0)
+    if failure is not None:
+        return failure
     try:
         with seg.exclusive():
             seg.set_image(path)

@@ -42,7 +42,7 @@ def add_batch_parser(sub: Any, handler: Any = None) -> argparse.ArgumentParser:
     ):
         k = kinds.add_parser(name, help=help_text, description=help_text, epilog=_EXAMPLES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-        k.add_argument("images", nargs="+", metavar="IMAGES", help="a folder, a glob pattern or image files")
+        k.add_argument("images", nargs="+", metavar="IMAGES", help="folders, glob patterns or image files (each folder's images in name order; a path that does not exist is a usage error)")
         k.add_argument("--model", default="vit_b", help="vit_b (default), vit_l, vit_h or tiny_shapes")
         k.add_argument("--checkpoint", metavar="PATH", help="local checkpoint (readable on every worker)")
         k.add_argument("--device", default="auto", help="device on the workers (default auto)")

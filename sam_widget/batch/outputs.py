@@ -24,7 +24,7 @@ from ..io._common import check_output_file, dump_json, read_json
 from ..io.coco import annotation_of
 from ..io.prompts import coerce_prompts, prompts_to_json
 
-__all__ = ["image_annotations", "PartStore", "assemble_coco", "part_key"]
+__all__ = ["image_annotations", "PartStore", "assemble_coco", "part_key", "valid_part"]
 
 
 def image_annotations(
@@ -60,13 +60,53 @@ def image_annotations(
             "annotations": anns}
 
 
+_PRECISION_ENV = "SAM_WIDGET_PRECISION"  # sam_widget.engine.precision.PRECISION_ENV (that module imports torch)
+
+
 def part_key(path: str, *parts: Any) -> str:
-    """A file-name-safe key for one image's result: its absolute path and whatever else
-    decides the result (prompts, model, parameters). Changing any of them means a new part."""
+    """A file-name-safe key for one image's result: its absolute path, the file's size and
+    modification time (a file replaced under the same name is a new image), the precision
+    forced by ``$SAM_WIDGET_PRECISION``, and whatever else decides the result (prompts,
+    model, parameters). Changing any of them means a new part."""
     h = hashlib.sha1(os.path.abspath(path).encode())
+    try:
+        st = os.stat(path)
+        h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+    except OSError:  # unreadable: the task reports it
+        h.update(b"|missing")
+    h.update(f"|{os.environ.get(_PRECISION_ENV, '').strip().lower()}".encode())
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return f"{Path(path).stem[:40]}-{h.hexdigest()[:16]}"
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def valid_part(data: Any) -> bool:
+    """Whether ``data`` has the structure :func:`image_annotations` writes (what
+    :func:`assemble_coco` and a COCO reader rely on): a damaged or hand-edited part is not."""
+    if not isinstance(data, dict) or not isinstance(data.get("image"), dict) or not isinstance(data.get("annotations"), list):
+        return False
+    im = data["image"]
+    if not (isinstance(im.get("file_name"), str) and isinstance(im.get("path"), str)
+            and all(isinstance(im.get(k), int) and not isinstance(im.get(k), bool) and im[k] > 0 for k in ("height", "width"))):
+        return False
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or not isinstance(ann.get("label"), str):
+            return False
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox) and _number(ann.get("area"))):
+            return False
+        seg = ann.get("segmentation")
+        if isinstance(seg, dict):
+            if not (isinstance(seg.get("counts"), str) and isinstance(seg.get("size"), list)
+                    and seg["size"] == [im["height"], im["width"]]):
+                return False
+        elif not (isinstance(seg, list) and all(isinstance(poly, list) and all(_number(v) for v in poly) for poly in seg)):
+            return False
+    return True
 
 
 class PartStore:
@@ -92,7 +132,7 @@ class PartStore:
             data = read_json(p)
         except ValueError:
             return None
-        return data if isinstance(data, dict) and "annotations" in data and "image" in data else None
+        return data if valid_part(data) else None
 
     def put(self, key: str, part: dict[str, Any]) -> None:
         if self.folder is None:

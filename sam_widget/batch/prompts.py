@@ -7,7 +7,8 @@
 * a list with one entry per image (same order as the images): ``None`` (no objects), one
   dict, or a list of dicts, each ``{"points": [[x, y], ...], "labels": [1|0, ...],
   "box": [x0, y0, x1, y1], "label": "cat"}`` (image pixels, x = column, y = row; box XYXY;
-  every key optional but at least points or a box).
+  every key optional but at least points or a box); an :class:`ObjectPrompt` may stand
+  wherever such a dict does.
 """
 
 from __future__ import annotations
@@ -33,14 +34,29 @@ class ObjectPrompt:
     box: tuple[float, float, float, float] | None = None
     label: str = "object"
 
+    def __post_init__(self) -> None:
+        """Checked as a prompt dict is (``coerce_prompts``): ``ValueError``/``TypeError``
+        naming the bad field; the fields are stored normalised (tuples of floats / ints)."""
+        if not isinstance(self.label, str) or not self.label.strip():
+            raise ValueError(f"ObjectPrompt.label must be a non-empty string, got {self.label!r}.")
+        rec = coerce_prompts(self, "ObjectPrompt")
+        if rec.is_empty:
+            raise ValueError("ObjectPrompt has neither points nor a box.")
+        object.__setattr__(self, "points", rec.points)
+        object.__setattr__(self, "labels", rec.labels)
+        object.__setattr__(self, "box", rec.box)
+        object.__setattr__(self, "label", self.label.strip())
+
     def as_json(self) -> dict[str, Any]:
         return {"points": [list(p) for p in self.points], "labels": list(self.labels),
                 "box": None if self.box is None else list(self.box), "label": self.label}
 
 
 def _from_dict(obj: Any, where: str) -> ObjectPrompt:
+    if isinstance(obj, ObjectPrompt):
+        return obj  # checked when it was made
     if not isinstance(obj, dict):
-        raise TypeError(f"{where} must be a dict with points/labels/box/label, not {type(obj).__name__}.")
+        raise TypeError(f"{where} must be a dict with points/labels/box/label or an ObjectPrompt, not {type(obj).__name__}.")
     obj = dict(obj)
     label = obj.pop("label", "object")
     if not isinstance(label, str) or not label.strip():
@@ -111,10 +127,10 @@ def prompts_per_image(prompts: Any, paths: list[str]) -> list[list[ObjectPrompt]
     for i, entry in enumerate(prompts):
         if entry is None:
             out.append([])
-        elif isinstance(entry, dict):
+        elif isinstance(entry, (dict, ObjectPrompt)):
             out.append([_from_dict(entry, f"prompts[{i}]")])
         elif isinstance(entry, (list, tuple)):
             out.append([_from_dict(o, f"prompts[{i}][{k}]") for k, o in enumerate(entry)])
         else:
-            raise TypeError(f"prompts[{i}] must be None, a dict or a list of dicts, not {type(entry).__name__}.")
+            raise TypeError(f"prompts[{i}] must be None, a dict, an ObjectPrompt or a list of them, not {type(entry).__name__}.")
     return out

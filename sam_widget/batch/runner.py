@@ -72,6 +72,7 @@ class BatchReport:
     elapsed_s: float
     output: str | None = None
     coco: dict[str, Any] | None = field(default=None, repr=False)  # segment / everything: the COCO dict
+    note: str | None = None  # e.g. why the output file was not written
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -96,6 +97,8 @@ class BatchReport:
         text = f"{self.kind}: " + ", ".join(parts)
         if self.output:
             text += f"; output {self.output}"
+        if self.note:
+            text += f"; {self.note}"
         return text
 
     def __str__(self) -> str:

@@ -31,10 +31,23 @@ def worker_name() -> str:
         return "local"
 
 
+def segmenter_or_failure(path: str, spec: ModelSpec, t0: float) -> tuple[Any, ImageResult | None]:
+    """This worker's Segmenter, or a failed result saying why it could not be built (a
+    missing checkpoint, an unavailable device...): returned, not raised, so Dask does not
+    retry the task on another worker, where it would fail the same way."""
+    try:
+        return worker_segmenter(spec), None
+    except Exception as exc:  # whatever the model loader raised: reported with the image
+        return None, ImageResult(path, "failed", error=f"the model could not be loaded: {type(exc).__name__}: {exc}",
+                                 seconds=time.perf_counter() - t0, worker=worker_name())
+
+
 def precompute_task(path: str, spec: ModelSpec) -> ImageResult:
     """Encode ``path`` into the spec's disk cache unless its embedding is there already."""
     t0 = time.perf_counter()
-    seg = worker_segmenter(spec)
+    seg, failure = segmenter_or_failure(path, spec, t0)
+    if failure is not None:
+        return failure
     try:
         with seg.exclusive():
             before = seg.stats["encoder_calls"]
@@ -66,7 +79,9 @@ def segment_task(item: tuple[str, list[Any]], spec: ModelSpec, polygons: bool) -
 
     path, objects = item
     t0 = time.perf_counter()
-    seg = worker_segmenter(spec)
+    seg, failure = segmenter_or_failure(path, spec, t0)
+    if failure is not None:
+        return failure
     masks, labels, scores, prompts = [], [], [], []
     try:
         with seg.exclusive():
