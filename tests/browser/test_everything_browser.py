@@ -114,3 +114,24 @@ def test_press_everything_then_click_a_proposal_to_accept_it(open_nb, browser_ar
         with Image.open(raw) as im:  # a small PNG for the README: 256 colours
             im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(REPO / "docs" / "everything.png", optimize=True)
     assert shot.exists() and nb.errors() == []
+
+    # the opacity slider dragged to its left end: the proposals fade with the objects to
+    # outlines only, and the page shows what the kernel's picture says
+    root = canvas.locator("xpath=ancestor::div[contains(@class,'sam-widget')]")
+    track = root.locator(".sam-opacity .noUi-base").bounding_box()
+    handle = root.locator(".sam-opacity .noUi-handle").bounding_box()
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(track["x"] - 20, track["y"] + track["height"] / 2, steps=8)
+    page.mouse.up()
+    final = float(root.locator(".sam-opacity .noUi-handle").get_attribute("aria-valuenow"))
+    assert final == 0.0, final
+    nb.wait_for("w.opacity == 0.0")
+    nb.wait_for("w.wait_idle(30) is not None")
+    pending = "np.any([w.proposals[k].mask_at_size(w._display_hw) for k in w.pending_proposals], axis=0)"
+    whole, inside = _matches(nb, canvas, pending)
+    assert whole > 0.995 and inside > 0.98, ("opacity 0", whole, inside)
+    fill = f"{pending} & ~np.any([resize_mask(o.mask, w._display_hw) for o in w.objects], axis=0)"
+    assert nb.eval(f"float((np.abs(w.snapshot().astype(int) - w._painter.picture().astype(int)).max(axis=2) > 0)[{fill}].mean())") < 0.35
+    page.wait_for_timeout(300)
+    screenshot(page, Path(browser_artifacts) / "everything_opacity0.png")
